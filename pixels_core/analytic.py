@@ -23,12 +23,15 @@ class FiniteSetDenoiser(torch.nn.Module):
 
     ``images``: ``(M, C, H, W)``. ``cond`` (an extra arg) may give per-sample weights ``(B, M)``
     or an index list selecting the allowed images: a crude but exact "text condition".
+    With ``per_pixel=True`` every pixel location is independent (each takes its channel vector from one of
+    the images), so the posterior is local: what happens in one region does not move another.
     """
 
-    def __init__(self, images: torch.Tensor, kind="eps"):
+    def __init__(self, images: torch.Tensor, kind="eps", per_pixel: bool = False):
         super().__init__()
         self.register_buffer("images", images)
         self.param = _param(kind)
+        self.per_pixel = per_pixel
         self.calls = 0
 
     def forward(self, x, sigma, cond=None, **_):
@@ -38,6 +41,10 @@ class FiniteSetDenoiser(torch.nn.Module):
         mu = self.images.to(x.dtype)
         # log-likelihood of each image: -|x - a mu_k|^2 / (2 s^2)
         d = x.unsqueeze(1) - a.unsqueeze(1) * mu.unsqueeze(0)
+        if self.per_pixel:
+            logw = -(d ** 2).sum(2) / (2 * s.flatten(1)[..., None, None] ** 2)  # (B, M, H, W)
+            w = torch.softmax(logw, dim=1)
+            return torch.einsum("bmhw,mchw->bchw", w, mu)
         logw = -(d.flatten(2) ** 2).sum(-1) / (2 * s.flatten(1) ** 2)
         if cond is not None:
             cond = torch.as_tensor(cond, device=x.device)

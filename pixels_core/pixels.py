@@ -1,0 +1,287 @@
+"""PIXELS: progressive exemplar-driven editing with per-pixel release (pixels-paper.txt, Algorithm 1).
+
+Polarity is the paper's: an edit map value of 1 (white) keeps the source, 0 (black) takes the
+exemplar, grey sets *when* a pixel is released to the denoiser (darker = earlier = more change).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+
+from .parameterization import get as _param
+
+CURVES = ("linear", "quadratic", "cubic", "log", "sigmoid")
+
+
+def threshold(i: int, n: int, curve: str = "linear", gamma: float = 1.0) -> float:
+    """Release threshold ``thr_i`` at step ``i`` of ``n`` (Algorithm 1 uses ``i/N``: the linear curve).
+
+    Curves carried (commented) in the official code: quadratic ``(i/N)^2``, cubic ``(i/N)^3``
+    (more adherence), log ``log1p(i)/log1p(N)`` (more hallucination), sigmoid ``sigmoid(6 i/N - 3)``.
+    ``gamma`` is applied last, ``thr ** gamma``: above 1 lowers the thresholds, so each grey pixel is
+    released later (more of the source kept); below 1 releases earlier (more change).
+    """
+    if n <= 0:
+        raise ValueError("threshold: the schedule needs at least one step")
+    if gamma <= 0:
+        raise ValueError(f"threshold: gamma must be > 0, got {gamma}")
+    t = i / n
+    if curve == "linear":
+        v = t
+    elif curve == "quadratic":
+        v = t * t
+    elif curve == "cubic":
+        v = t ** 3
+    elif curve == "log":
+        v = math.log1p(i) / math.log1p(n)
+    elif curve == "sigmoid":
+        v = 1.0 / (1.0 + math.exp(-(6.0 * t - 3.0)))
+    else:
+        raise ValueError(f"unknown threshold curve {curve!r}; choose one of {', '.join(CURVES)}")
+    return v ** gamma
+
+
+def thresholds(n: int, curve: str = "linear", gamma: float = 1.0) -> torch.Tensor:
+    """All ``n`` thresholds ``thr_0 .. thr_{n-1}`` as a float64 tensor."""
+    return torch.tensor([threshold(i, n, curve, gamma) for i in range(n)], dtype=torch.float64)
+
+
+def release_step(edit_map: torch.Tensor, n: int, curve: str = "linear", gamma: float = 1.0) -> torch.Tensor:
+    """Step index at which each pixel is released to the denoiser (``n`` = never: kept as source).
+
+    A pixel is held while ``map > thr_i`` (strict, Algorithm 1), so it is released at the first step
+    ``i`` with ``map <= thr_i``. Returns a long tensor shaped like ``edit_map``.
+    """
+    thr = thresholds(n, curve, gamma).to(edit_map.device)
+    held = edit_map.double().unsqueeze(-1) > thr  # (..., n)
+    # held is monotone non-increasing in i for non-decreasing curves: count held steps
+    return held.sum(-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Edit maps and exemplars
+# ----------------------------------------------------------------------------------------------
+
+def fit_to(t: torch.Tensor, h: int, w: int, mode: str = "bilinear") -> torch.Tensor:
+    """Centre-crop ``t`` (N, C, H, W) to the aspect ratio of ``h x w`` and resize it there (bilinear)."""
+    H, W = t.shape[-2:]
+    if (H, W) == (h, w):
+        return t
+    target = w / h
+    if abs(W / H - target) > 1e-3:
+        if W / H > target:  # too wide: crop width
+            nw = max(1, round(H * target))
+            x0 = (W - nw) // 2
+            t = t[..., :, x0:x0 + nw]
+        else:
+            nh = max(1, round(W / target))
+            y0 = (H - nh) // 2
+            t = t[..., y0:y0 + nh, :]
+    return torch.nn.functional.interpolate(t, size=(h, w), mode=mode, align_corners=False)
+
+
+def prepare_map(edit_map: torch.Tensor, batch: int, h: int, w: int, name: str = "edit_map") -> torch.Tensor:
+    """Validate an edit map and bring it to ``(batch or 1, 1, h, w)`` at latent resolution (bilinear).
+
+    Accepts ``(H, W)``, ``(B, H, W)`` (ComfyUI MASK) or ``(B, 1, H, W)``; values must lie in [0, 1].
+    """
+    m = torch.as_tensor(edit_map)
+    if m.ndim == 2:
+        m = m[None, None]
+    elif m.ndim == 3:
+        m = m[:, None]
+    elif m.ndim != 4 or m.shape[1] != 1:
+        raise ValueError(f"{name}: expected a mask shaped (H, W), (B, H, W) or (B, 1, H, W), got {tuple(m.shape)}")
+    if m.numel() == 0:
+        raise ValueError(f"{name} is empty: give a grey-level map the size of the source image")
+    m = m.float()
+    if not torch.isfinite(m).all():
+        raise ValueError(f"{name} contains NaN or infinite values: rebuild the map (every value must be in [0, 1])")
+    if m.min() < -1e-6 or m.max() > 1 + 1e-6:
+        raise ValueError(f"{name} has values outside [0, 1] (min {m.min():.3g}, max {m.max():.3g}): normalise it first")
+    if m.shape[0] not in (1, batch):
+        raise ValueError(f"{name} has batch {m.shape[0]} but the source has batch {batch}: give one map or one per source image")
+    return fit_to(m.clamp(0, 1), h, w)
+
+
+def compose_maps(maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Composition rule for K exemplars: ``combined = min_k map_k``, ``owner = argmin_k map_k``.
+
+    A pixel stays with the source until the *earliest* release any exemplar asks for, and at step 0
+    the pixels whose combined map is 0 are filled from the exemplar that owns them (the first wired
+    exemplar wins ties). With K = 1 this is exactly Algorithm 1; the per-step cost uses only the
+    combined map, so it does not grow with K.
+    """
+    if len(maps) == 0:
+        raise ValueError("PIXELS needs at least one exemplar with its edit map (K = 0 given)")
+    shape = torch.broadcast_shapes(*[m.shape for m in maps])
+    stack = torch.stack([m.expand(shape) for m in maps])  # (K, B, 1, h, w)
+    combined, owner = stack.min(dim=0)
+    return combined, owner
+
+
+def check_releases(combined: torch.Tensor, n: int, curve: str, gamma: float) -> None:
+    """Clear errors for maps that would edit nothing."""
+    steps = release_step(combined, n, curve, gamma)
+    if bool((combined >= 1.0).all()):
+        raise ValueError("edit map is all white: white keeps the source, so nothing would change. "
+                         "Paint darker regions where the exemplar should come in (or flip map_polarity)")
+    if bool((steps >= n).all()):
+        raise ValueError(f"edit map is too bright for {n} steps: no pixel is ever released "
+                         f"(the highest threshold is {threshold(n - 1, n, curve, gamma):.3f}). "
+                         "Darken the map, use more steps or another curve")
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampler
+# ----------------------------------------------------------------------------------------------
+
+# k-diffusion samplers whose whole state is ``x``: driving them one step at a time is exact.
+SINGLE_STEP_SAMPLERS = frozenset({
+    "sample_euler", "sample_euler_ancestral", "sample_heun", "sample_heunpp2", "sample_dpm_2",
+    "sample_dpm_2_ancestral", "sample_dpmpp_2s_ancestral", "sample_dpmpp_sde", "sample_ddpm", "sample_lcm",
+    "sample_euler_cfg_pp", "sample_euler_ancestral_cfg_pp", "sample_dpmpp_2s_ancestral_cfg_pp",
+})
+
+
+def is_single_step(sampler_fn) -> bool:
+    """True when ``sampler_fn`` keeps no history between steps (see :data:`SINGLE_STEP_SAMPLERS`)."""
+    return getattr(sampler_fn, "__name__", "") in SINGLE_STEP_SAMPLERS
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def euler_step_sampler(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """Plain Euler (k-diffusion's ``sample_euler`` with no churn): the default inner sampler."""
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
+        d = (x - denoised) / sigmas[i]
+        x = x + d * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+euler_step_sampler.__name__ = "sample_euler"
+
+
+@torch.no_grad()
+def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None, *, source, noise,
+                  exemplars, exemplar_noises, edit_maps, add_noise=None, param="eps", sampler=None,
+                  sampler_options=None, curve="linear", gamma=1.0, mode="auto", noise_sampler=None):
+    """PIXELS progressive sampling (pixels-paper.txt, Algorithm 1) with K exemplars in one pass.
+
+    ``x`` is the noised source at ``sigmas[0]`` (as the host made it); ``source``/``noise`` are the clean
+    source latent and its one noise draw; ``exemplars``/``exemplar_noises``/``edit_maps`` are K clean
+    exemplar latents, their own noise draws and maps (latent resolution, paper polarity). ``sampler`` is
+    any k-diffusion sampler (default Euler); ``mode`` is ``"stepwise"`` (exact Algorithm 1: the state is
+    overwritten between single steps of ``sampler``), ``"wrapped"`` (for multistep samplers: see
+    :func:`_wrapped`) or ``"auto"`` (stepwise for samplers without history).
+    """
+    extra_args = {} if extra_args is None else extra_args
+    sampler = euler_step_sampler if sampler is None else sampler
+    sampler_options = dict(sampler_options or {})
+    add_noise = add_noise or _param(param).add_noise
+    n = len(sigmas) - 1
+    if n < 1:
+        return x
+    if sigmas[-1] < 0 or not bool((sigmas[:-1] > sigmas[1:]).all()):
+        raise ValueError("sigmas must be strictly decreasing and non-negative")
+    if len(exemplars) != len(edit_maps) or len(exemplars) != len(exemplar_noises):
+        raise ValueError(f"got {len(exemplars)} exemplars, {len(edit_maps)} edit maps and "
+                         f"{len(exemplar_noises)} exemplar noises: give one map and one noise per exemplar")
+    combined, owner = compose_maps(list(edit_maps))
+    check_releases(combined, n, curve, gamma)
+    thr = [threshold(i, n, curve, gamma) for i in range(n)] + [1.0]
+    held = [(combined > t).to(x.dtype) for t in thr]  # held[n]: nothing is held after the last step
+
+    # Step 0: latent surgery (Algorithm 1, line 10), nested over exemplars through ``owner``.
+    fill = torch.zeros_like(x)
+    for k, (ex, en) in enumerate(zip(exemplars, exemplar_noises)):
+        if ex.shape[-3:] != x.shape[-3:]:
+            raise ValueError(f"exemplar {k + 1} latent is {tuple(ex.shape[-3:])} but the source latent is "
+                             f"{tuple(x.shape[-3:])}: resize the exemplar image to the source size")
+        fill = fill + add_noise(sigmas[0], en, ex) * (owner == k).to(x.dtype)
+    z = x * held[0] + fill * (1 - held[0])
+
+    def renoise(i):  # noised source at step i (Algorithm 1, line 15): the same noise every step
+        return x if i == 0 else add_noise(sigmas[i], noise, source)
+
+    if mode == "auto":
+        mode = "stepwise" if is_single_step(sampler) else "wrapped"
+    if mode == "stepwise":
+        return _stepwise(model, z, sigmas, extra_args, callback, sampler, sampler_options, held, renoise, noise_sampler)
+    if mode == "wrapped":
+        return _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, sampler_options, held, renoise,
+                        source, noise, add_noise, noise_sampler)
+    raise ValueError(f"mode must be 'auto', 'stepwise' or 'wrapped', got {mode!r}")
+
+
+def _stepwise(model, z, sigmas, extra_args, callback, sampler, options, held, renoise, noise_sampler):
+    """Exact Algorithm 1: re-insert the noised source, then one step of ``sampler``."""
+    if noise_sampler is not None and _accepts(sampler, "noise_sampler"):
+        options = {**options, "noise_sampler": noise_sampler}
+    for i in range(len(sigmas) - 1):
+        if i > 0:
+            z = renoise(i) * held[i] + z * (1 - held[i])
+        cb = None
+        if callback is not None:
+            cb = lambda d, i=i: callback({**d, "i": i})  # noqa: E731
+        z = sampler(model, z, sigmas[i:i + 2], extra_args=extra_args, callback=cb, disable=True, **options)
+    return z
+
+
+def _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, options, held, renoise, source, noise,
+             add_noise, noise_sampler):
+    """Multistep rule: the blend enters through the denoiser, the sampler keeps its own history.
+
+    At a model call at sigma in step ``i`` the input is ``noised_src * M_i + x * (1 - M_i)`` and the output
+    is ``D * (1 - M_{i+1}) + source * M_{i+1}``. A pixel that the next step holds anyway gets the clean
+    source as its prediction, so any sampler that is exact for a constant prediction (all the usual ones:
+    Euler, DPM-Solver++, UniPC, DEIS, LMS) keeps it on ``noised(source, sigma)`` with the same noise; the
+    step before a pixel's release uses the model's real prediction, which is what Algorithm 1 does. For
+    first-order Euler this equals Algorithm 1 exactly (tested).
+    """
+    sig = sigmas.to(torch.float64)
+
+    def step_of(sigma):
+        s = float(sigma.reshape(-1)[0]) if torch.is_tensor(sigma) else float(sigma)
+        # the step whose interval (sigma_{i+1}, sigma_i] holds s; calls at sigma_i exactly map to i
+        i = int((sig[1:] >= s * (1 - 1e-6)).sum().item())
+        return min(i, len(sig) - 2)
+
+    def wrapped_model(x, sigma, **kw):
+        i = step_of(sigma)
+        s = sigma.reshape(-1)[0] if torch.is_tensor(sigma) else sigma
+        x_src = renoise(i) if torch.isclose(torch.as_tensor(float(s), dtype=sig.dtype), sig[i]) else add_noise(s, noise, source)
+        x_in = x_src * held[i] + x * (1 - held[i])
+        d = model(x_in, sigma, **kw)
+        return d * (1 - held[i + 1]) + source * held[i + 1]
+
+    if noise_sampler is not None and _accepts(sampler, "noise_sampler"):
+        options = {**options, "noise_sampler": noise_sampler}
+    return sampler(wrapped_model, z, sigmas, extra_args=extra_args, callback=callback, disable=disable, **options)
+
+
+def release_schedule_image(combined: torch.Tensor, n: int, curve: str = "linear", gamma: float = 1.0) -> torch.Tensor:
+    """Release step of each pixel as a grey image in [0, 1]: black = released at step 0, white = never."""
+    return release_step(combined, n, curve, gamma).to(torch.float32) / n
+
+
+def owner_image(combined: torch.Tensor, owner: torch.Tensor, k: int, thr0: float = 0.0) -> torch.Tensor:
+    """RGB image of which exemplar fills each pixel at step 0 (distinct hues; grey where the source starts)."""
+    hues = torch.arange(k, dtype=torch.float32) / max(k, 1)
+    rgb = torch.stack([(0.5 + 0.5 * torch.cos(2 * math.pi * (hues + o))) for o in (0.0, 1 / 3, 2 / 3)], dim=1)  # (k, 3)
+    img = rgb[owner.squeeze(1).long()].movedim(-1, 1)  # (B, 3, h, w)
+    starts_from_source = (combined > thr0).to(img.dtype)
+    return img * (1 - starts_from_source) + 0.5 * starts_from_source

@@ -1,0 +1,279 @@
+"""PIXELS progressive sampler (pixels-paper.txt, Algorithm 1) against analytic denoisers."""
+import math
+
+import pytest
+import torch
+
+from pixels_core import parameterization as P
+from pixels_core import pixels as px
+from pixels_core.analytic import FiniteSetDenoiser
+
+H = W = 8
+
+
+def karras(n, smin=0.03, smax=14.6, rho=7.0):
+    r = torch.linspace(0, 1, n)
+    s = (smax ** (1 / rho) + r * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
+    return torch.cat([s, s.new_zeros(1)])
+
+
+def flow_sigmas(n):
+    return torch.cat([torch.linspace(1.0, 0.02, n), torch.zeros(1)])
+
+
+def setup(kind, seed=0, b=1, per_pixel=False):
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.randn(4, 2, H, W, generator=g)
+    src, ex = imgs[0:1].expand(b, -1, -1, -1).clone(), imgs[1:2].expand(b, -1, -1, -1).clone()
+    noise = torch.randn(b, 2, H, W, generator=g)
+    ex_noise = torch.randn(b, 2, H, W, generator=g)
+    ramp = torch.linspace(0, 1, W).expand(1, 1, H, W).clone()
+    return FiniteSetDenoiser(imgs, kind, per_pixel), src, ex, noise, ex_noise, ramp
+
+
+def algorithm1(model, src, ex, emap, n_src, n_ex, sigmas, param):
+    """Direct transcription of Algorithm 1 with an Euler (DDIM-equivalent) denoise step."""
+    N = len(sigmas) - 1
+    z = None
+    for i in range(N):
+        s = sigmas[i]
+        mask = (emap > i / N).float()
+        if i == 0:
+            z = param.add_noise(s, n_src, src) * mask + param.add_noise(s, n_ex, ex) * (1 - mask)
+        else:
+            z = param.add_noise(s, n_src, src) * mask + z * (1 - mask)
+        d = model(z, s.expand(z.shape[0]))
+        z = z + (z - d) / s * (sigmas[i + 1] - s)
+    return z
+
+
+def run(model, src, ex, emap, noise, ex_noise, sigmas, param, **kw):
+    x = param.add_noise(sigmas[0], noise, src)
+    return px.sample_pixels(model, x, sigmas, source=src, noise=noise, exemplars=[ex], exemplar_noises=[ex_noise],
+                            edit_maps=[emap], param=param, **kw)
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+@pytest.mark.parametrize("mode", ["stepwise", "wrapped"])
+def test_k1_equals_algorithm1(kind, mode):
+    param = P.get(kind)
+    model, src, ex, noise, ex_noise, ramp = setup(kind)
+    sigmas = karras(12) if kind == "eps" else flow_sigmas(12)
+    ref = algorithm1(model, src, ex, ramp, noise, ex_noise, sigmas, param)
+    out = run(model, src, ex, ramp, noise, ex_noise, sigmas, param, mode=mode)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5), (out - ref).abs().max()
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_map_one_ends_at_source_and_map_zero_starts_from_exemplar(kind):
+    param = P.get(kind)
+    model, src, ex, noise, ex_noise, ramp = setup(kind, seed=1, per_pixel=True)
+    emap = torch.zeros(1, 1, H, W)
+    emap[..., : W // 2] = 1.0  # left half keeps the source, right half takes the exemplar
+    seen = []
+
+    def spy(x, sigma, **kw):
+        seen.append(x.clone())
+        return model(x, sigma, **kw)
+
+    sigmas = karras(10) if kind == "eps" else flow_sigmas(10)
+    out = run(spy, src, ex, emap, noise, ex_noise, sigmas, param)
+    right = emap == 0
+    want0 = param.add_noise(sigmas[0], ex_noise, ex)
+    assert torch.allclose(seen[0].masked_select(right), want0.masked_select(right), atol=1e-6)
+    left = emap == 1
+    # within the denoiser's error: the last step returns D(noised source at sigma_{N-1}) there ...
+    last = model(param.add_noise(sigmas[-2], noise, src), sigmas[-2].expand(1))
+    assert torch.allclose(out.masked_select(left), last.masked_select(left), atol=1e-6)
+    # ... which is the source up to the posterior's error at that noise level
+    assert (out - src).masked_select(left).abs().mean() < 5e-3
+    # and the right half moved away from the source
+    assert (out - src).masked_select(right).abs().mean() > 0.1
+
+
+@pytest.mark.parametrize("curve", px.CURVES)
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+def test_release_order_follows_curve(curve, gamma):
+    param = P.EPS
+    model, src, ex, noise, ex_noise, _ = setup("eps", seed=2)
+    emap = torch.rand(1, 1, H, W, generator=torch.Generator().manual_seed(3))
+    sigmas = karras(10)
+    seen = []
+
+    def spy(x, sigma, **kw):
+        d = model(x, sigma, **kw)
+        seen.append((x.clone(), d))
+        return d
+
+    run(spy, src, ex, emap, noise, ex_noise, sigmas, param, curve=curve, gamma=gamma)
+    n = len(sigmas) - 1
+    release = px.release_step(emap, n, curve, gamma)
+    for i, (x, _) in enumerate(seen):
+        thr = px.threshold(i, n, curve, gamma)
+        held = emap > thr
+        assert torch.equal(held, release > i)
+        if i > 0:  # held pixels are exactly the noised source at this step
+            noised = param.add_noise(sigmas[i], noise, src)
+            assert torch.allclose(x.masked_select(held.expand_as(x)), noised.masked_select(held.expand_as(x)), atol=1e-6)
+            # and released pixels are not overwritten: they carry on from the previous step's Euler update
+            prev_x, prev_d = seen[i - 1]
+            stepped = prev_x + (prev_x - prev_d) / sigmas[i - 1] * (sigmas[i] - sigmas[i - 1])
+            rel = (~held).expand_as(x)
+            assert torch.allclose(x.masked_select(rel), stepped.masked_select(rel), atol=1e-5)
+
+
+def test_thresholds_match_paper_formulas():
+    n = 10
+    for i in range(n):
+        t = i / n
+        assert px.threshold(i, n, "linear") == pytest.approx(t)
+        assert px.threshold(i, n, "quadratic") == pytest.approx(t ** 2)
+        assert px.threshold(i, n, "cubic") == pytest.approx(t ** 3)
+        assert px.threshold(i, n, "log") == pytest.approx(math.log1p(i) / math.log1p(n))
+        assert px.threshold(i, n, "sigmoid") == pytest.approx(1 / (1 + math.exp(-(6 * t - 3))))
+        assert px.threshold(i, n, "linear", gamma=2.0) == pytest.approx(t ** 2)
+    # strict threshold: a map value equal to thr_i is released at step i
+    assert px.release_step(torch.tensor([0.0, 0.5, 0.51, 1.0]), 2).tolist() == [0, 1, 2, 2]
+
+
+def sample_dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """DPM-Solver++(2M) as in k-diffusion (a multistep sampler with history), written out for the test."""
+    extra_args = extra_args or {}
+    s_in = x.new_ones([x.shape[0]])
+    t_fn = lambda s: s.log().neg()  # noqa: E731
+    old = None
+    for i in range(len(sigmas) - 1):
+        d = model(x, sigmas[i] * s_in, **extra_args)
+        t, t_next = t_fn(sigmas[i]), t_fn(sigmas[i + 1]) if sigmas[i + 1] > 0 else None
+        if sigmas[i + 1] == 0:
+            x = d
+        else:
+            h = t_next - t
+            if old is None:
+                x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * d
+            else:
+                r = (t - t_fn(sigmas[i - 1])) / h
+                dd = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
+                x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * dd
+        old = d
+    return x
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_multistep_rule_keeps_held_pixels_on_the_noised_source(kind):
+    param = P.get(kind)
+    model, src, ex, noise, ex_noise, ramp = setup(kind, seed=4)
+    sigmas = karras(10) if kind == "eps" else flow_sigmas(10)
+    seen = []
+
+    def spy(x, sigma, **kw):
+        seen.append(x.clone())
+        return model(x, sigma, **kw)
+
+    out = run(spy, src, ex, ramp, noise, ex_noise, sigmas, param, sampler=sample_dpmpp_2m)
+    assert len(seen) == len(sigmas) - 1
+    n = len(sigmas) - 1
+    for i in range(1, n):
+        held = (ramp > i / n).expand_as(src)
+        noised = param.add_noise(sigmas[i], noise, src)
+        assert torch.allclose(seen[i][held], noised[held], atol=1e-5)
+    assert torch.isfinite(out).all()
+
+
+def test_two_exemplars_fill_their_own_black_regions_at_no_extra_model_cost():
+    param = P.EPS
+    model, src, ex, noise, ex_noise, _ = setup("eps", seed=5)
+    ex2 = torch.randn_like(ex)
+    ex2_noise = torch.randn_like(ex)
+    m1 = torch.ones(1, 1, H, W)
+    m1[..., :, :3] = 0.0
+    m2 = torch.ones(1, 1, H, W)
+    m2[..., :, 5:] = 0.0
+    m2[..., :, 3:5] = 0.5
+    sigmas = karras(8)
+    seen = []
+
+    def spy(x, sigma, **kw):
+        seen.append(x.clone())
+        return model(x, sigma, **kw)
+
+    x = param.add_noise(sigmas[0], noise, src)
+    px.sample_pixels(spy, x, sigmas, source=src, noise=noise, exemplars=[ex, ex2],
+                     exemplar_noises=[ex_noise, ex2_noise], edit_maps=[m1, m2])
+    z0 = seen[0]
+    e1 = param.add_noise(sigmas[0], ex_noise, ex)
+    e2 = param.add_noise(sigmas[0], ex2_noise, ex2)
+    assert torch.allclose(z0[..., :3], e1[..., :3])
+    assert torch.allclose(z0[..., 5:], e2[..., 5:])
+    assert torch.allclose(z0[..., 3:5], x[..., 3:5])
+    assert len(seen) == len(sigmas) - 1  # one model call per step, as in plain sampling
+
+
+def test_ties_go_to_the_first_exemplar():
+    combined, owner = px.compose_maps([torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)])
+    assert owner.eq(0).all() and combined.eq(0).all()
+
+
+def test_same_seed_same_output_with_stochastic_sampler():
+    def euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
+        for i in range(len(sigmas) - 1):
+            d = model(x, sigmas[i].expand(x.shape[0]))
+            s_up = min(sigmas[i + 1], (sigmas[i + 1] ** 2 * (sigmas[i] ** 2 - sigmas[i + 1] ** 2) / sigmas[i] ** 2) ** 0.5)
+            s_down = (sigmas[i + 1] ** 2 - s_up ** 2) ** 0.5
+            x = x + (x - d) / sigmas[i] * (s_down - sigmas[i])
+            if sigmas[i + 1] > 0:
+                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_up
+        return x
+    euler_ancestral.__name__ = "sample_euler_ancestral"
+
+    def once(seed):
+        model, src, ex, noise, ex_noise, ramp = setup("eps", seed=6)
+        g = torch.Generator().manual_seed(seed)
+        ns = lambda s, sn: torch.randn(src.shape, generator=g)  # noqa: E731
+        return run(model, src, ex, ramp, noise, ex_noise, karras(8), P.EPS, sampler=euler_ancestral, noise_sampler=ns)
+
+    assert torch.equal(once(1), once(1))
+    assert not torch.equal(once(1), once(2))
+
+
+def test_batch_of_sources_matches_one_by_one():
+    model, src, ex, noise, ex_noise, ramp = setup("eps", seed=7, b=2)
+    noise[1] = torch.randn_like(noise[1])
+    sigmas = karras(6)
+    both = run(model, src, ex, ramp, noise, ex_noise, sigmas, P.EPS)
+    one = run(model, src[1:], ex[1:], ramp, noise[1:], ex_noise[1:], sigmas, P.EPS)
+    assert torch.allclose(both[1:], one, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (torch.ones(1, 1, H, W), "all white"),
+    (torch.full((1, 1, H, W), float("nan")), "NaN"),
+    (torch.full((1, 1, H, W), 2.0), "outside"),
+    (torch.full((1, 1, H, W), 0.999), "too bright"),
+    (torch.ones(3, 1, H, W) * 0.5, "batch"),
+])
+def test_bad_maps_get_clear_errors(bad, msg):
+    model, src, ex, noise, ex_noise, _ = setup("eps")
+    with pytest.raises(ValueError, match=msg):
+        m = px.prepare_map(bad, 1, H, W)
+        run(model, src, ex, m, noise, ex_noise, karras(4), P.EPS)
+
+
+def test_no_exemplar_and_size_mismatch_errors():
+    model, src, ex, noise, ex_noise, ramp = setup("eps")
+    x = P.EPS.add_noise(14.6, noise, src)
+    with pytest.raises(ValueError, match="K = 0"):
+        px.sample_pixels(model, x, karras(4), source=src, noise=noise, exemplars=[], exemplar_noises=[], edit_maps=[])
+    with pytest.raises(ValueError, match="resize the exemplar"):
+        px.sample_pixels(model, x, karras(4), source=src, noise=noise, exemplars=[ex[..., :4]],
+                         exemplar_noises=[ex_noise[..., :4]], edit_maps=[ramp])
+
+
+def test_prepare_map_resizes_mask_layouts():
+    m = torch.rand(64, 48)
+    assert px.prepare_map(m, 2, 8, 6).shape == (1, 1, 8, 6)
+    assert px.prepare_map(torch.rand(2, 64, 48), 2, 8, 6).shape == (2, 1, 8, 6)
+    # centre crop to the target aspect, then resize
+    wide = torch.zeros(1, 8, 16)
+    wide[..., 4:12] = 1
+    assert px.prepare_map(wide, 1, 4, 4).min() == 1
