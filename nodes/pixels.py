@@ -87,7 +87,9 @@ def make_sampler(inner, encoded, curve: str, gamma: float):
                                   sampler=inner_fn, sampler_options=inner_opts, curve=curve, gamma=gamma,
                                   noise_sampler=noise_sampler)
 
-    return comfy.samplers.KSAMPLER(pixels_sampler, inpaint_options=getattr(inner, "inpaint_options", {}))
+    # No inpaint_options: "random" (ddim) would swap model.noise for another draw, and Algorithm 1 re-noises
+    # the source with the very noise it started from.
+    return comfy.samplers.KSAMPLER(pixels_sampler)
 
 
 def _curve_inputs():

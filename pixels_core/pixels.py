@@ -227,6 +227,20 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     raise ValueError(f"mode must be 'auto', 'stepwise' or 'wrapped', got {mode!r}")
 
 
+class _DenoiserProxy:
+    """A denoiser that behaves like ``fn`` when called and like ``host`` otherwise (samplers read attributes
+    such as ComfyUI's ``model.inner_model.inner_model.model_sampling`` from the model they are given)."""
+
+    def __init__(self, fn, host):
+        self._fn, self._host = fn, host
+
+    def __call__(self, *args, **kwargs):
+        return self._fn(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._host, name)
+
+
 def _stepwise(model, z, sigmas, extra_args, callback, sampler, options, held, renoise, noise_sampler):
     """Exact Algorithm 1: re-insert the noised source, then one step of ``sampler``."""
     if noise_sampler is not None and _accepts(sampler, "noise_sampler"):
@@ -260,7 +274,7 @@ def _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, options, 
         i = int((sig[1:] >= s * (1 - 1e-6)).sum().item())
         return min(i, len(sig) - 2)
 
-    def wrapped_model(x, sigma, **kw):
+    def wrapped(x, sigma, **kw):
         i = step_of(sigma)
         s = sigma.reshape(-1)[0] if torch.is_tensor(sigma) else sigma
         x_src = renoise(i) if torch.isclose(torch.as_tensor(float(s), dtype=sig.dtype), sig[i]) else add_noise(s, noise, source)
@@ -268,6 +282,7 @@ def _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, options, 
         d = model(x_in, sigma, **kw)
         return d * (1 - held[i + 1]) + source * held[i + 1]
 
+    wrapped_model = _DenoiserProxy(wrapped, model)
     if noise_sampler is not None and _accepts(sampler, "noise_sampler"):
         options = {**options, "noise_sampler": noise_sampler}
     return sampler(wrapped_model, z, sigmas, extra_args=extra_args, callback=callback, disable=disable, **options)
