@@ -1,0 +1,64 @@
+"""Every example workflow: its UI-format twin matches the API format, and it runs headless with images out."""
+import io
+import json
+import pathlib
+
+import pytest
+from PIL import Image
+
+import comfy_client
+
+REPO = pathlib.Path(__file__).resolve().parent.parent.parent
+API = sorted((REPO / "workflows" / "api").glob("*.json"))
+INPUTS = REPO / "workflows" / "inputs"
+SIZE = 64  # tiny models, tiny images
+
+
+def shrink(api: dict) -> dict:
+    """The same graph at 64 px: every width/height widget set to 64 (image inputs are uploaded at 64 px)."""
+    out = json.loads(json.dumps(api))
+    for node in out.values():
+        for key in ("width", "height"):
+            if isinstance(node["inputs"].get(key), int):
+                node["inputs"][key] = SIZE
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_inputs(comfy, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    for f in INPUTS.glob("*.png"):
+        im = Image.open(f)
+        im.resize((SIZE, SIZE), Image.BILINEAR).save(folder / f.name)
+        comfy.upload(folder / f.name)
+    return folder
+
+
+def test_there_are_workflows():
+    names = {p.stem for p in API}
+    assert {"pixels_single_exemplar_sd15", "pixels_multi_exemplar_sd15", "pixels_flow_sd3"} <= names
+
+
+@pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
+def test_ui_twin_matches_api(comfy, path):
+    ui_path = REPO / "workflows" / path.name
+    assert ui_path.exists(), f"no UI-format twin for {path.name}: run tools/build_workflows.py"
+    ui = json.loads(ui_path.read_text())
+    assert comfy_client.is_ui(ui)
+    oi = comfy.object_info()
+    assert comfy_client.ui_to_api(ui, oi) == comfy_client.with_defaults(json.loads(path.read_text()), oi)
+
+
+@pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
+def test_workflow_runs_headless(comfy, small_inputs, path):
+    api = shrink(json.loads(path.read_text()))
+    missing = [n for n in comfy_client.image_inputs(api) if not (INPUTS / n).exists()]
+    assert not missing, f"{path.name} loads images not in workflows/inputs: {missing}"
+    comfy_client.set_seed(api, 1000 + API.index(path))  # a seed of its own: no cached result
+    outputs = comfy.run(api)
+    images = comfy_client.output_images(outputs)
+    saves = [k for k, n in api.items() if n["class_type"] == "SaveImage"]
+    assert saves and len(images) >= len(saves), f"{path.name}: expected images from {saves}, got {outputs}"
+    for img in images:
+        im = Image.open(io.BytesIO(comfy.download(img)))
+        assert im.size[0] > 0 and im.size[1] > 0

@@ -1,0 +1,376 @@
+"""Run the pack's workflows headless through ComfyUI's HTTP API, and convert workflows between formats.
+
+Standard library only. Use it from the command line:
+
+    python tools/comfy_client.py run workflows/api/pixels_single_exemplar_sd15.json --server http://127.0.0.1:8188
+    python tools/comfy_client.py run workflows/pixels_single_exemplar_sd15.json --seed 7 --out results/
+    python tools/comfy_client.py run WORKFLOW --set 12.steps=20 --set 3.text="a beach"
+
+``run`` accepts both formats (UI JSON saved from the ComfyUI menu, or API JSON), uploads the images that
+``LoadImage`` nodes name from ``--inputs`` (default: ``workflows/inputs`` next to this file), queues the prompt,
+waits for it, and saves every output image to ``--out``. ``--comfyui PATH`` starts a ComfyUI from that folder
+for the run (CPU or GPU, whatever that install does by default) and stops it afterwards.
+
+Or as a library: ``Client(url).run(prompt)``, ``ui_to_api(ui, object_info)``, ``api_to_ui(api, object_info)``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+class WorkflowError(RuntimeError):
+    """ComfyUI refused or failed a prompt; the message carries ComfyUI's own error text."""
+
+
+# ----------------------------------------------------------------------------------------------
+# HTTP client
+# ----------------------------------------------------------------------------------------------
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8188", timeout: float = 600.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.client_id = uuid.uuid4().hex
+
+    def _req(self, path: str, data: bytes | None = None, headers: dict | None = None):
+        req = urllib.request.Request(self.url + path, data=data, headers=headers or {})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.read()
+
+    def get_json(self, path: str):
+        return json.loads(self._req(path))
+
+    def object_info(self) -> dict:
+        return self.get_json("/object_info")
+
+    def upload(self, path, name: str | None = None) -> str:
+        """Upload an image into ComfyUI's input folder (overwriting a file of that name); returns its name."""
+        path = pathlib.Path(path)
+        name = name or path.name
+        boundary = uuid.uuid4().hex
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        body = b"".join([
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n".encode(),
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
+            f"Content-Type: {ctype}\r\n\r\n".encode(), path.read_bytes(), f"\r\n--{boundary}--\r\n".encode()])
+        out = json.loads(self._req("/upload/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+        return out["name"] if not out.get("subfolder") else f"{out['subfolder']}/{out['name']}"
+
+    def queue(self, prompt: dict) -> str:
+        data = json.dumps({"prompt": prompt, "client_id": self.client_id}).encode()
+        try:
+            out = json.loads(self._req("/prompt", data, {"Content-Type": "application/json"}))
+        except urllib.error.HTTPError as e:
+            raise WorkflowError(_validation_text(e.read())) from None
+        return out["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float | None = None) -> dict:
+        """Poll /history until the prompt ends; returns its history entry or raises WorkflowError."""
+        end = time.monotonic() + (timeout or self.timeout)
+        while time.monotonic() < end:
+            hist = self.get_json(f"/history/{prompt_id}")
+            if prompt_id in hist:
+                entry = hist[prompt_id]
+                status = entry.get("status", {})
+                if status.get("status_str") == "error" or not status.get("completed", True):
+                    raise WorkflowError(_execution_text(status))
+                return entry
+            time.sleep(0.25)
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout or self.timeout:.0f} s")
+
+    def run(self, prompt: dict, timeout: float | None = None) -> dict:
+        """Queue an API-format prompt, wait, and return its ``outputs`` (node id -> UI output dict)."""
+        return self.wait(self.queue(prompt), timeout)["outputs"]
+
+    def download(self, image: dict) -> bytes:
+        q = urllib.parse.urlencode({k: image.get(k, "") for k in ("filename", "subfolder", "type")})
+        return self._req(f"/view?{q}")
+
+    def interrupt(self) -> None:
+        self._req("/interrupt", b"{}", {"Content-Type": "application/json"})
+
+
+def _validation_text(raw: bytes) -> str:
+    try:
+        err = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+    lines = [err.get("error", {}).get("message", "prompt rejected")]
+    for nid, node in (err.get("node_errors") or {}).items():
+        for e in node.get("errors", []):
+            lines.append(f"node {nid} ({node.get('class_type')}): {e.get('message')}: {e.get('details')}")
+    return "\n".join(lines)
+
+
+def _execution_text(status: dict) -> str:
+    for kind, msg in status.get("messages", []):
+        if kind in ("execution_error", "execution_interrupted"):
+            return (f"{kind} in node {msg.get('node_id')} ({msg.get('node_type')}): "
+                    f"{msg.get('exception_type', '')}: {msg.get('exception_message', '').strip()}")
+    return f"prompt failed: {status}"
+
+
+def output_images(outputs: dict) -> list[dict]:
+    return [img for out in outputs.values() for img in out.get("images", []) if img.get("type") == "output"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Workflow formats
+# ----------------------------------------------------------------------------------------------
+
+def is_ui(workflow: dict) -> bool:
+    return isinstance(workflow.get("nodes"), list) and "links" in workflow
+
+
+def _inputs(spec: dict) -> list[tuple[str, str, dict]]:
+    """(name, type, options) of a node's inputs in the order the frontend lays out widgets."""
+    out = []
+    for section in ("required", "optional"):
+        for name, entry in (spec["input"].get(section) or {}).items():
+            typ, opts = entry[0], dict(entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {})
+            if isinstance(typ, list):
+                typ, opts["options"] = "COMBO", typ
+            out.append((name, typ, opts))
+    return out
+
+
+def _default(typ: str, opts: dict):
+    if "default" in opts:
+        return opts["default"]
+    if typ == "COMBO" and opts.get("options"):
+        return opts["options"][0]
+    return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(typ)
+
+
+def with_defaults(api: dict, object_info: dict) -> dict:
+    """The prompt with every widget input it leaves out set to its default (what the editor would store)."""
+    out = json.loads(json.dumps(api))
+    for node in out.values():
+        for name, typ, opts in _inputs(object_info[node["class_type"]]):
+            if _is_widget(typ, opts) and name not in node["inputs"]:
+                node["inputs"][name] = _default(typ, opts)
+    return out
+
+
+def _is_widget(typ: str, opts: dict) -> bool:
+    return typ in WIDGET_TYPES and not opts.get("forceInput")
+
+
+def _extra_widget_values(name: str, typ: str, opts: dict) -> int:
+    """How many hidden values the frontend stores after this widget's own (seed control, upload button)."""
+    if opts.get("control_after_generate") or (typ == "INT" and name in ("seed", "noise_seed")):
+        return 1
+    if opts.get("image_upload"):
+        return 1
+    return 0
+
+
+def ui_to_api(ui: dict, object_info: dict) -> dict:
+    """Convert a UI-format workflow to an API prompt, as ComfyUI's 'Export (API)' does for plain graphs."""
+    links = {l[0]: l for l in ui["links"]}
+    api = {}
+    for node in sorted(ui["nodes"], key=lambda n: n["id"]):
+        if node.get("mode", 0) in (2, 4):  # muted or bypassed
+            continue
+        spec = object_info.get(node["type"])
+        if spec is None:
+            raise WorkflowError(f"node {node['id']}: '{node['type']}' is not installed in this ComfyUI")
+        linked = {i["name"]: i.get("link") for i in node.get("inputs", []) if i.get("link") is not None}
+        values = list(node.get("widgets_values") or [])
+        inputs, pos = {}, 0
+        for name, typ, opts in _inputs(spec):
+            if name in linked:
+                src = links[linked[name]]
+                inputs[name] = [str(src[1]), src[2]]
+            if _is_widget(typ, opts):
+                if name not in linked and pos < len(values):
+                    inputs[name] = values[pos]
+                pos += 1 + _extra_widget_values(name, typ, opts)
+        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return api
+
+
+def api_to_ui(api: dict, object_info: dict) -> dict:
+    """Lay an API prompt out as a UI-format workflow (columns by graph depth) that ComfyUI's editor loads."""
+    ids = sorted(api, key=int)
+    depth = {}
+
+    def d(nid):
+        if nid not in depth:
+            ups = [v[0] for v in api[nid]["inputs"].values() if isinstance(v, list) and len(v) == 2]
+            depth[nid] = 1 + max((d(u) for u in ups), default=-1)
+        return depth[nid]
+
+    for nid in ids:
+        d(nid)
+    nodes, links, rows = {}, [], {}
+    for nid in ids:
+        spec = object_info.get(api[nid]["class_type"])
+        if spec is None:
+            raise WorkflowError(f"node {nid}: '{api[nid]['class_type']}' is not installed in this ComfyUI")
+        row = rows.get(depth[nid], 0)
+        rows[depth[nid]] = row + 1
+        outs = [{"name": n, "type": t, "links": [], "slot_index": i}
+                for i, (t, n) in enumerate(zip(spec["output"], spec.get("output_name") or spec["output"]))]
+        nodes[nid] = {"id": int(nid), "type": api[nid]["class_type"], "pos": [40 + 360 * depth[nid], 40 + 260 * row],
+                      "size": [320, 220], "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": outs,
+                      "properties": {"Node name for S&R": api[nid]["class_type"]}, "widgets_values": []}
+    for order, nid in enumerate(sorted(ids, key=lambda n: (depth[n], int(n)))):
+        nodes[nid]["order"] = order
+    for nid in ids:
+        node, given = nodes[nid], api[nid]["inputs"]
+        spec = object_info[api[nid]["class_type"]]
+        for name, typ, opts in _inputs(spec):
+            value = given.get(name)
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                src, slot = value
+                link_id = len(links) + 1
+                entry = {"name": name, "type": typ, "link": link_id}
+                if _is_widget(typ, opts):
+                    entry["widget"] = {"name": name}
+                node["inputs"].append(entry)
+                nodes[src]["outputs"][slot]["links"].append(link_id)
+                links.append([link_id, int(src), slot, int(nid), len(node["inputs"]) - 1,
+                              nodes[src]["outputs"][slot]["type"]])
+            elif not _is_widget(typ, opts) and name in given:
+                raise WorkflowError(f"node {nid}: input '{name}' needs a link")
+            elif not _is_widget(typ, opts):
+                node["inputs"].append({"name": name, "type": typ, "link": None})
+            if _is_widget(typ, opts):
+                node["widgets_values"].append(value if name in given and not isinstance(value, list)
+                                              else _default(typ, opts))
+                if _extra_widget_values(name, typ, opts):
+                    node["widgets_values"].append("image" if opts.get("image_upload") else "fixed")
+    return {"last_node_id": max(int(i) for i in ids), "last_link_id": len(links), "nodes": list(nodes.values()),
+            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+def load_api(path, object_info: dict | None = None) -> dict:
+    wf = json.loads(pathlib.Path(path).read_text())
+    if is_ui(wf):
+        if object_info is None:
+            raise WorkflowError("a UI-format workflow needs the server's /object_info to convert")
+        return ui_to_api(wf, object_info)
+    return wf
+
+
+def image_inputs(api: dict) -> list[str]:
+    return sorted({n["inputs"]["image"] for n in api.values()
+                   if n["class_type"] == "LoadImage" and isinstance(n["inputs"].get("image"), str)})
+
+
+def set_value(api: dict, assignment: str) -> None:
+    """Apply ``NODE.INPUT=VALUE`` (VALUE parsed as JSON where it parses, else a string)."""
+    key, _, raw = assignment.partition("=")
+    nid, _, name = key.partition(".")
+    if nid not in api or not name:
+        raise SystemExit(f"--set {assignment}: no node '{nid}' (nodes: {', '.join(sorted(api, key=int))})")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    api[nid]["inputs"][name] = value
+
+
+def set_seed(api: dict, seed: int) -> None:
+    for node in api.values():
+        for name in ("seed", "noise_seed"):
+            if isinstance(node["inputs"].get(name), int):
+                node["inputs"][name] = seed
+
+
+# ----------------------------------------------------------------------------------------------
+# Starting a ComfyUI for a one-off run
+# ----------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_comfyui(path, port: int, extra_args=(), log=None) -> subprocess.Popen:
+    """Start ``python main.py`` in a ComfyUI folder on 127.0.0.1:port; returns once /object_info answers."""
+    cmd = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), *extra_args]
+    proc = subprocess.Popen(cmd, cwd=str(path), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    client = Client(f"http://127.0.0.1:{port}")
+    end = time.monotonic() + 300
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ComfyUI exited with code {proc.returncode} while starting (command: {' '.join(cmd)})")
+        try:
+            client.get_json("/system_stats")
+            return proc
+        except (OSError, ValueError):
+            time.sleep(0.5)
+    proc.terminate()
+    raise TimeoutError("ComfyUI did not answer within 300 s")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run a workflow (UI or API JSON) and save its images")
+    r.add_argument("workflow")
+    r.add_argument("--server", default=os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188"))
+    r.add_argument("--comfyui", help="start the ComfyUI in this folder for the run instead of using --server")
+    r.add_argument("--comfyui-args", default="", help="extra arguments for that ComfyUI, e.g. '--cpu'")
+    r.add_argument("--inputs", default=str(REPO / "workflows" / "inputs"), help="folder of the images to upload")
+    r.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE")
+    r.add_argument("--seed", type=int, help="set every seed/noise_seed input")
+    r.add_argument("--out", default="pixels_outputs", help="folder for the output images")
+    r.add_argument("--timeout", type=float, default=3600)
+    args = ap.parse_args(argv)
+
+    proc = None
+    if args.comfyui:
+        port = free_port()
+        print(f"starting ComfyUI from {args.comfyui} on port {port} ...", flush=True)
+        proc = start_comfyui(args.comfyui, port, args.comfyui_args.split())
+        args.server = f"http://127.0.0.1:{port}"
+    try:
+        client = Client(args.server, args.timeout)
+        api = load_api(args.workflow, client.object_info())
+        for a in args.set:
+            set_value(api, a)
+        if args.seed is not None:
+            set_seed(api, args.seed)
+        for name in image_inputs(api):
+            src = pathlib.Path(args.inputs) / name
+            if src.exists():
+                client.upload(src)
+        t0 = time.monotonic()
+        outputs = client.run(api)
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for img in output_images(outputs):
+            (out / img["filename"]).write_bytes(client.download(img))
+            print(out / img["filename"])
+        print(f"done in {time.monotonic() - t0:.1f} s")
+    except WorkflowError as e:
+        print(f"ComfyUI error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
