@@ -180,6 +180,22 @@ def _extra_widget_values(name: str, typ: str, opts: dict) -> int:
     return 0
 
 
+def _node_height(spec: dict) -> int:
+    """About the body height (title bar excluded) ComfyUI's frontend gives a loaded node of this type: 20 px per
+    row of link slots, 24 px per widget (the seed-control and upload widgets count), 54 px more per multiline text
+    box, 220 px for the preview of an image-upload node, and a little padding."""
+    slots, widgets, extra = 0, 0, 0
+    for name, typ, opts in _inputs(spec):
+        if _is_widget(typ, opts):
+            widgets += 1 + _extra_widget_values(name, typ, opts)
+            extra += 54 if typ == "STRING" and opts.get("multiline") else 0
+            extra += 220 if opts.get("image_upload") else 0
+        else:
+            slots += 1
+    rows = max(slots, len(spec["output"]))
+    return 20 * rows + (24 * widgets + extra + 8 if widgets else 0) + 6
+
+
 def ui_to_api(ui: dict, object_info: dict) -> dict:
     """Convert a UI-format workflow to an API prompt, as ComfyUI's 'Export (API)' does for plain graphs."""
     links = {l[0]: l for l in ui["links"]}
@@ -218,17 +234,18 @@ def api_to_ui(api: dict, object_info: dict) -> dict:
 
     for nid in ids:
         d(nid)
-    nodes, links, rows = {}, [], {}
+    nodes, links, tops = {}, [], {}
     for nid in ids:
         spec = object_info.get(api[nid]["class_type"])
         if spec is None:
             raise WorkflowError(f"node {nid}: '{api[nid]['class_type']}' is not installed in this ComfyUI")
-        row = rows.get(depth[nid], 0)
-        rows[depth[nid]] = row + 1
+        height = _node_height(spec)
+        top = tops.get(depth[nid], 40)
+        tops[depth[nid]] = top + height + 70  # 30 px title bar of the next node + 40 px gap
         outs = [{"name": n, "type": t, "links": [], "slot_index": i}
                 for i, (t, n) in enumerate(zip(spec["output"], spec.get("output_name") or spec["output"]))]
-        nodes[nid] = {"id": int(nid), "type": api[nid]["class_type"], "pos": [40 + 360 * depth[nid], 40 + 260 * row],
-                      "size": [320, 220], "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": outs,
+        nodes[nid] = {"id": int(nid), "type": api[nid]["class_type"], "pos": [40 + 360 * depth[nid], top],
+                      "size": [320, height], "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": outs,
                       "properties": {"Node name for S&R": api[nid]["class_type"]}, "widgets_values": []}
     for order, nid in enumerate(sorted(ids, key=lambda n: (depth[n], int(n)))):
         nodes[nid]["order"] = order
