@@ -1,0 +1,562 @@
+"""Edit-map operations for PIXELS (pixels-paper.txt: "growing and blurring, simple histogram transformations on
+binary masks ... depth maps"): turn masks, depth and ramps into grey-level edit maps.
+
+Every op is a pure torch function on maps shaped ``(B, H, W)`` (a ComfyUI ``MASK``) or ``(H, W)``; it keeps the
+shape, dtype and device of its input and returns values in [0, 1]. Half-precision maps are computed in float32 and
+cast back. The pack's polarity (pixels-paper.txt, Algorithm 1): 1 = keep the source, 0 = edit fully, grey = released
+part-way (darker = earlier). The ops themselves are polarity-free; :func:`from_depth` returns paper polarity.
+Reference behaviour (tested): grow/shrink = ``scipy.ndimage.grey_dilation``/``grey_erosion`` with the same footprint,
+blur = ``scipy.ndimage.gaussian_filter(mode="reflect", truncate=4)``, distances = ``distance_transform_edt``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import pixels as _px
+
+SHAPES = ("disk", "square")
+COMBINE_MODES = ("min", "max", "multiply", "screen")
+FALLOFF_SIDES = ("outside", "inside", "centered")
+FALLOFF_CURVES = ("linear", "smooth", "cosine")
+RAMP_KINDS = ("linear", "radial")
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------
+
+def _check(m, name: str = "map", finite: bool = True):
+    """Validate a map and return ``(maps as (B, H, W) in a working float dtype, restore)``.
+
+    ``restore(y)`` clamps to [0, 1], casts back to the input dtype and shape. Raises ``ValueError`` for
+    non-tensors, wrong rank, empty maps and NaN/infinite values.
+    """
+    if not torch.is_tensor(m):
+        raise ValueError(f"{name}: expected a torch tensor (a ComfyUI MASK), got {type(m).__name__}")
+    if m.ndim not in (2, 3):
+        raise ValueError(f"{name}: expected a map shaped (H, W) or (B, H, W) (a ComfyUI MASK), got {tuple(m.shape)}; "
+                         "convert images with ImageToMask or PIXELS Map From Depth")
+    if m.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(m.shape)}): give a map with at least one pixel")
+    dtype = m.dtype
+    out_dtype = dtype if dtype.is_floating_point else torch.float32
+    work = torch.float32 if dtype in (torch.float16, torch.bfloat16) or not dtype.is_floating_point else dtype
+    x = m.to(work)
+    if finite and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values: rebuild it (every value must be finite, maps in [0, 1])")
+    squeeze = m.ndim == 2
+    if squeeze:
+        x = x[None]
+
+    def restore(y):
+        y = y.clamp(0.0, 1.0).to(out_dtype)
+        return y[0] if squeeze else y
+
+    return x, restore
+
+
+def _check_range(name, value, lo=None, hi=None, lo_open=False):
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name} must be <= {hi}, got {value}")
+    return v
+
+
+# ----------------------------------------------------------------------------------------------
+# Grow / shrink (grey dilation / erosion)
+# ----------------------------------------------------------------------------------------------
+
+def _running_max(x: torch.Tensor, w: int) -> torch.Tensor:
+    """Max over the window ``[i - w, i + w]`` along the last dim, out-of-range ignored (van Herk/Gil-Werman,
+    O(1) per element whatever ``w``)."""
+    if w <= 0:
+        return x
+    n, k = x.shape[-1], 2 * w + 1
+    L = -(-(n + 2 * w) // k) * k
+    pad = x.new_full(x.shape[:-1] + (L,), float("-inf"))
+    pad[..., w:w + n] = x
+    blocks = pad.view(*x.shape[:-1], L // k, k)
+    pre = blocks.cummax(-1).values.reshape(*x.shape[:-1], L)
+    suf = blocks.flip(-1).cummax(-1).values.flip(-1).reshape(*x.shape[:-1], L)
+    return torch.maximum(suf[..., :n], pre[..., k - 1:k - 1 + n])
+
+
+def _widen(R: torch.Tensor) -> torch.Tensor:
+    """One more pixel of running max along the last dim: ``max(R[i-1], R[i], R[i+1])``."""
+    if R.shape[-1] < 2:
+        return R
+    m = torch.maximum(R[..., :-1], R[..., 1:])
+    out = torch.empty_like(R)
+    out[..., 1:-1] = torch.maximum(m[..., :-1], m[..., 1:])
+    out[..., :1] = m[..., :1]
+    out[..., -1:] = m[..., -1:]
+    return out
+
+
+def _dilate(x: torch.Tensor, r: int, shape: str) -> torch.Tensor:
+    """Grey dilation of (B, H, W) by a square ``(2r+1)^2`` or a disk ``dx^2 + dy^2 <= r^2`` footprint.
+
+    The disk is a stack of horizontal runs: the row at vertical offset ``dy`` is a running max of half-width
+    ``isqrt(r^2 - dy^2)``. Offsets are visited from ``|dy| = r`` inwards, so the run only ever widens (kept as one
+    buffer: memory stays at three maps whatever ``r``).
+    """
+    H = x.shape[-2]
+    if shape == "square":
+        y = _running_max(x, r)
+        return _running_max(y.transpose(-1, -2), r).transpose(-1, -2)
+    out = torch.full_like(x, float("-inf"))
+    R, cur = x, 0
+    for dy in range(r, -1, -1):
+        w = math.isqrt(r * r - dy * dy)
+        if w - cur > 4:
+            R, cur = _running_max(x, w), w
+        while cur < w:
+            R, cur = _widen(R), cur + 1
+        if dy >= H:
+            continue
+        if dy == 0:
+            out = torch.maximum(out, R)
+        else:
+            out[..., :H - dy, :] = torch.maximum(out[..., :H - dy, :], R[..., dy:, :])
+            out[..., dy:, :] = torch.maximum(out[..., dy:, :], R[..., :H - dy, :])
+    return out
+
+
+def grow(m: torch.Tensor, pixels: int, shape: str = "disk") -> torch.Tensor:
+    """Grow (``pixels`` > 0, grey dilation) or shrink (``pixels`` < 0, grey erosion) a map by ``|pixels|``.
+
+    Footprint: ``disk`` = all offsets with ``dx^2 + dy^2 <= r^2`` (round growth), ``square`` = ``(2r+1) x (2r+1)``.
+    Equals ``scipy.ndimage.grey_dilation``/``grey_erosion(footprint=...)`` (its default reflect border gives the same
+    result as ignoring outside pixels for these symmetric footprints). White grows on dilation.
+    """
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
+    if int(pixels) != pixels:
+        raise ValueError(f"pixels must be a whole number, got {pixels}")
+    x, restore = _check(m, "map")
+    r = abs(int(pixels))
+    if r == 0:
+        return restore(x)
+    y = _dilate(x, r, shape) if pixels > 0 else -_dilate(-x, r, shape)
+    return restore(y)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian blur
+# ----------------------------------------------------------------------------------------------
+
+def gaussian_kernel(sigma: float, truncate: float = 4.0, dtype=torch.float64) -> torch.Tensor:
+    """Normalised 1-D Gaussian of radius ``int(truncate * sigma + 0.5)`` (scipy.ndimage's kernel)."""
+    r = int(truncate * float(sigma) + 0.5)
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (t / float(sigma)) ** 2)
+    return (k / k.sum()).to(dtype)
+
+
+def _reflect_index(n: int, lo: int, hi: int, device) -> torch.Tensor:
+    """Indices ``lo .. hi-1`` folded into ``[0, n)`` with scipy's 'reflect' rule (d c b a | a b c d | d c b a)."""
+    j = torch.remainder(torch.arange(lo, hi, device=device), 2 * n)
+    return torch.where(j >= n, 2 * n - 1 - j, j)
+
+
+# above this radius the FFT path is cheaper than the banded matmul (measured on CPU, see benchmarks/bench_editmap.py)
+FFT_RADIUS = 128
+
+
+def _reflect_pad(x: torch.Tensor, dim: int, left: int, right: int) -> torch.Tensor:
+    """Pad ``x`` along ``dim`` with scipy's 'reflect' rule; a fresh contiguous tensor."""
+    n = x.shape[dim]
+    if left > n or right > n:  # wider than the map: fold the indices (rare, small maps or huge sigma)
+        return x.index_select(dim, _reflect_index(n, -left, n + right, x.device)).contiguous()
+    shape = list(x.shape)
+    shape[dim] = n + left + right
+    out = x.new_empty(shape)
+    out.narrow(dim, left, n).copy_(x)
+    if left:
+        out.narrow(dim, 0, left).copy_(x.narrow(dim, 0, left).flip(dim))
+    if right:
+        out.narrow(dim, left + n, right).copy_(x.narrow(dim, n - right, right).flip(dim))
+    return out
+
+
+def _blur_axis(x: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
+    """Correlate (B, H, W) ``x`` along ``dim`` (-1 or -2) with the odd symmetric kernel ``k``, reflect borders.
+
+    Banded-matrix form: the padded axis is cut into overlapping windows of ``b + 2r`` samples (a strided view) and
+    every window is multiplied by one ``(b + 2r, b)`` Toeplitz block: one batched GEMM, no transposes.
+    Radii above :data:`FFT_RADIUS` use an FFT of the padded axis instead.
+    """
+    n = x.shape[dim]
+    r = (k.numel() - 1) // 2
+    k = k.to(x.device)
+    if r > FFT_RADIUS:
+        L = n + 2 * r
+        L += L % 2
+        xp = _reflect_pad(x, dim, r, L - n - r)
+        kk = torch.zeros(L, dtype=torch.float64, device=x.device)
+        kk[:r + 1] = k[r:]
+        kk[L - r:] = k[:r]
+        kf = torch.fft.rfft(kk).to(torch.complex64 if x.dtype == torch.float32 else torch.complex128)
+        kf = kf if dim == -1 else kf[:, None]
+        y = torch.fft.irfft(torch.fft.rfft(xp, dim=dim) * kf, n=L, dim=dim)
+        return y.narrow(dim, r, n)
+    b = min(max(64, 2 * r), -(-n // 8) * 8)
+    nb = -(-n // b)
+    xp = _reflect_pad(x, dim, r, nb * b + r - n)
+    d = torch.arange(b + 2 * r, device=x.device)[:, None] - torch.arange(b, device=x.device)[None]
+    K = torch.where((d >= 0) & (d <= 2 * r), k[d.clamp(0, 2 * r)], k.new_zeros(())).to(x.dtype)
+    if dim == -1:
+        win = xp.unfold(-1, b + 2 * r, b).permute(0, 2, 1, 3)  # (B, nb, H, b + 2r): a batch of nb GEMMs
+        # (one tall GEMM over all windows stalled for seconds with 2 threads on a loaded machine; this form did not)
+        return (win @ K).permute(0, 2, 1, 3).reshape(x.shape[0], x.shape[1], nb * b)[..., :n]
+    B, Lp, W = xp.shape
+    win = xp.as_strided((B, nb, b + 2 * r, W), (Lp * W, b * W, W, 1))  # row windows, rows contiguous
+    return (K.t() @ win).reshape(B, nb * b, W)[:, :n]
+
+
+def blur(m: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Gaussian blur / feather of standard deviation ``sigma`` pixels, separable, reflect borders.
+
+    Same kernel and borders as ``scipy.ndimage.gaussian_filter(m, sigma, mode="reflect", truncate=4.0)`` on each
+    map of the batch (radius ``int(4 sigma + 0.5)``; borders mirror the map, edge pixel repeated). ``sigma = 0``
+    returns the map unchanged.
+    """
+    sigma = _check_range("sigma", sigma, lo=0.0)
+    truncate = _check_range("truncate", truncate, lo=0.0, lo_open=True)
+    x, restore = _check(m, "map")
+    if sigma == 0.0 or int(truncate * sigma + 0.5) == 0:
+        return restore(x)
+    k = gaussian_kernel(sigma, truncate)
+    return restore(_blur_axis(_blur_axis(x, k, -1), k, -2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Tone: levels, equalise, stretch, invert, quantise
+# ----------------------------------------------------------------------------------------------
+
+def levels(m: torch.Tensor, black: float = 0.0, white: float = 1.0, gamma: float = 1.0,
+           out_black: float = 0.0, out_white: float = 1.0) -> torch.Tensor:
+    """Levels: ``t = clamp((m - black) / (white - black), 0, 1) ** (1 / gamma)``, then ``out_black + t (out_white - out_black)``.
+
+    As in image editors, ``gamma`` > 1 brightens the mid-greys (in paper polarity: those pixels are released later,
+    keeping more of the source), < 1 darkens them. ``out_white < out_black`` inverts.
+    """
+    black = _check_range("black", black)
+    white = _check_range("white", white)
+    gamma = _check_range("gamma", gamma, lo=0.0, lo_open=True)
+    out_black = _check_range("out_black", out_black, 0.0, 1.0)
+    out_white = _check_range("out_white", out_white, 0.0, 1.0)
+    if not white > black:
+        raise ValueError(f"levels: white point ({white}) must be above the black point ({black})")
+    x, restore = _check(m, "map")
+    t = ((x - black) / (white - black)).clamp(0.0, 1.0)
+    if gamma != 1.0:
+        t = t ** (1.0 / gamma)
+    return restore(out_black + t * (out_white - out_black))
+
+
+def equalize(m: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Histogram equalisation of each map: ``(cdf(bin(v)) - cdf_min) / (N - cdf_min)``, ``bin(v) = floor(v * bins)``.
+
+    ``cdf_min`` is the count in the darkest occupied bin, so the darkest value maps to 0 and the brightest to 1.
+    A constant map is returned unchanged. Values are clamped to [0, 1] first.
+    """
+    if int(bins) != bins or bins < 2:
+        raise ValueError(f"bins must be a whole number >= 2, got {bins}")
+    bins = int(bins)
+    x, restore = _check(m, "map")
+    B = x.shape[0]
+    flat = x.clamp(0, 1).reshape(B, -1)
+    idx = (flat * bins).floor().long().clamp(0, bins - 1)
+    hist = torch.zeros(B, bins, dtype=torch.float64, device=x.device)
+    hist.scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float64))
+    cdf = hist.cumsum(1)
+    first = (hist > 0).to(torch.int64).argmax(1, keepdim=True)
+    cmin = cdf.gather(1, first)
+    n = float(flat.shape[1])
+    denom = n - cmin
+    out = (cdf.gather(1, idx) - cmin) / denom.clamp(min=1.0)
+    out = torch.where(denom > 0, out, flat.double())
+    return restore(out.to(x.dtype).reshape(x.shape))
+
+
+def percentile(m: torch.Tensor, q: float) -> torch.Tensor:
+    """Per-map percentile ``q`` in [0, 100] with numpy's default linear interpolation; returns shape (B,)."""
+    x, _ = _check(m, "map")
+    flat, _ = x.reshape(x.shape[0], -1).sort(dim=1)
+    pos = float(q) / 100.0 * (flat.shape[1] - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, flat.shape[1] - 1)
+    frac = pos - lo
+    return flat[:, lo] * (1 - frac) + flat[:, hi] * frac
+
+
+def stretch(m: torch.Tensor, low: float = 1.0, high: float = 99.0) -> torch.Tensor:
+    """Contrast stretch of each map: its ``low``-th percentile goes to 0 and its ``high``-th to 1 (linear, clamped).
+
+    Percentiles as ``numpy.percentile`` (linear). A map whose two percentiles coincide (flat) is returned unchanged.
+    """
+    low = _check_range("low percentile", low, 0.0, 100.0)
+    high = _check_range("high percentile", high, 0.0, 100.0)
+    if not high > low:
+        raise ValueError(f"stretch: high percentile ({high}) must be above the low percentile ({low})")
+    x, restore = _check(m, "map")
+    lo = percentile(x, low)[:, None, None]
+    hi = percentile(x, high)[:, None, None]
+    span = hi - lo
+    y = torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), x)
+    return restore(y)
+
+
+def invert(m: torch.Tensor) -> torch.Tensor:
+    """``1 - m``: swaps keep and edit."""
+    x, restore = _check(m, "map")
+    return restore(1.0 - x.clamp(0, 1))
+
+
+def quantize(m: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """Round each value to the nearest of ``levels`` evenly spaced greys ``0, 1/(N-1), ..., 1``.
+
+    With N levels the progressive sampler releases the map in at most N groups (hard-edged regions)."""
+    if int(levels) != levels or levels < 2:
+        raise ValueError(f"levels must be a whole number >= 2, got {levels}")
+    x, restore = _check(m, "map")
+    n = int(levels) - 1
+    return restore(torch.round(x.clamp(0, 1) * n) / n)
+
+
+# ----------------------------------------------------------------------------------------------
+# Depth, ramps
+# ----------------------------------------------------------------------------------------------
+
+def normalize(m: torch.Tensor, name: str = "map") -> torch.Tensor:
+    """Min-max normalise each map of the batch to [0, 1]; a flat map is a ``ValueError``."""
+    x, restore = _check(m, name)
+    lo = x.amin(dim=(-2, -1), keepdim=True)
+    hi = x.amax(dim=(-2, -1), keepdim=True)
+    if bool((hi <= lo).any()):
+        raise ValueError(f"{name} is flat (every pixel has the same value), so it cannot be normalised: "
+                         "give a real depth map (e.g. from a depth estimator)")
+    return restore((x - lo) / (hi - lo))
+
+
+def from_depth(depth: torch.Tensor, edit: str = "far", white_is: str = "near", start: float = 0.0,
+               end: float = 1.0) -> torch.Tensor:
+    """Depth map -> edit map in paper polarity (1 = keep, 0 = edit), e.g. change the background, keep the subject.
+
+    The depth is min-max normalised per map. ``white_is`` says what bright depth means (``near`` for MiDaS /
+    Depth Anything / ZoeDepth previews). ``e`` = normalised distance toward the ``edit`` side (0 on the kept side,
+    1 on the edited side); the map is ``1 - clamp((e - start) / (end - start))``: pixels with ``e <= start`` are kept,
+    ``e >= end`` edited from the first step, a grey ramp between.
+    """
+    if edit not in ("near", "far"):
+        raise ValueError(f"edit must be 'near' or 'far', got {edit!r}")
+    if white_is not in ("near", "far"):
+        raise ValueError(f"white_is must be 'near' or 'far', got {white_is!r}")
+    start = _check_range("range_start", start, 0.0, 1.0)
+    end = _check_range("range_end", end, 0.0, 1.0)
+    if not end > start:
+        raise ValueError(f"range_end ({end}) must be above range_start ({start})")
+    x, restore = _check(depth, "depth")
+    d = normalize(x, "depth")
+    near = d if white_is == "near" else 1.0 - d
+    e = near if edit == "near" else 1.0 - near
+    return restore(1.0 - ((e - start) / (end - start)).clamp(0, 1))
+
+
+def _pixel_grid(h, w, device, dtype):
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5)[:, None]
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5)[None, :]
+    return ys, xs
+
+
+def ramp(h: int, w: int, kind: str = "linear", angle: float = 0.0, start: float = 0.0, end: float = 1.0,
+         center_x: float = 0.5, center_y: float = 0.5, batch: int = 1, device=None,
+         dtype=torch.float32) -> torch.Tensor:
+    """Gradient ramp shaped (batch, h, w), for gradual spatial edits (the paper's forest-to-beach).
+
+    ``linear``: position ``p`` in [0, 1] of each pixel centre along the direction ``angle`` (degrees,
+    counter-clockwise on screen; 0 = left to right, 90 = bottom to top), measured between the image corners.
+    ``radial``: ``p`` = distance from (``center_x * w``, ``center_y * h``) in units of half the shorter side.
+    Value ``clamp((p - start) / (end - start))``: 0 up to ``start``, 1 from ``end`` on (``end < start`` reverses).
+    """
+    if kind not in RAMP_KINDS:
+        raise ValueError(f"kind must be one of {RAMP_KINDS}, got {kind!r}")
+    for name, v in (("width", w), ("height", h), ("batch", batch)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {v}")
+    angle = _check_range("angle", angle)
+    start = _check_range("start", start)
+    end = _check_range("end", end)
+    if start == end:
+        raise ValueError(f"ramp start and end are both {start}: give a ramp some length")
+    work = torch.float64
+    ys, xs = _pixel_grid(int(h), int(w), device, work)
+    if kind == "linear":
+        a = math.radians(angle)
+        ux, uy = math.cos(a), -math.sin(a)  # screen y points down
+        proj = xs * ux + ys * uy
+        corners = [cx * ux + cy * uy for cx in (0.0, float(w)) for cy in (0.0, float(h))]
+        lo, hi = min(corners), max(corners)
+        p = (proj - lo) / (hi - lo)
+    else:
+        cx, cy = _check_range("center_x", center_x) * w, _check_range("center_y", center_y) * h
+        p = torch.sqrt((xs - cx) ** 2 + (ys - cy) ** 2) / (0.5 * min(h, w))
+    v = ((p - start) / (end - start)).clamp(0, 1)
+    return v.to(dtype).expand(int(batch), int(h), int(w)).clone()
+
+
+# ----------------------------------------------------------------------------------------------
+# Distance transform and falloff
+# ----------------------------------------------------------------------------------------------
+
+def distance_transform(mask: torch.Tensor, max_distance: float | None = None) -> torch.Tensor:
+    """Exact Euclidean distance of every pixel to the nearest pixel where ``mask`` is False (float64, (B, H, W)).
+
+    Same as ``scipy.ndimage.distance_transform_edt(mask)`` per map (pixels outside the mask are 0). Maps without
+    any False pixel get ``inf``. With ``max_distance`` the result is ``min(distance, max_distance)`` (cheaper).
+    Separable: exact 1-D distances down the columns, then ``min_j' g(j')^2 + (j - j')^2`` along rows, scanning offsets
+    only while they can still improve a pixel.
+    """
+    if mask.ndim != 3:
+        raise ValueError(f"distance_transform: expected (B, H, W), got {tuple(mask.shape)}")
+    f = ~mask.bool()  # feature pixels (distance 0)
+    B, H, W = f.shape
+    dev = f.device
+    cap2 = float("inf") if max_distance is None else float(max_distance) ** 2
+    # squared distances are integers: float32 is exact below 2**24 (values above a cap only need to stay above it)
+    work = torch.float32 if min(cap2, float(H * H + W * W)) < 2.0 ** 24 else torch.float64
+    big = float(H + W + 1)
+    i = torch.arange(H, device=dev, dtype=work)[None, :, None].expand(B, H, W)
+    up = torch.where(f, i, torch.full_like(i, -big)).cummax(1).values  # last feature at or above
+    down = torch.where(f, i, torch.full_like(i, 2 * big)).flip(1).cummin(1).values.flip(1)  # first at or below
+    g = torch.minimum(i - up, down - i)
+    g2 = torch.where(g >= big, torch.full_like(g, float("inf")), g * g)
+    d2 = g2.clone()
+    for d in range(1, W):
+        dd = float(d * d)
+        if dd > cap2 or (max_distance is None or d % 8 == 0) and dd >= float(d2.max()):
+            break  # no farther offset can lower any pixel (or matter below the cap)
+        d2[..., d:] = torch.minimum(d2[..., d:], g2[..., :-d] + dd)
+        d2[..., :-d] = torch.minimum(d2[..., :-d], g2[..., d:] + dd)
+    d2 = d2.double()
+    dist = torch.sqrt(d2)
+    if max_distance is not None:
+        dist = dist.clamp(max=float(max_distance))
+    return dist
+
+
+def _shape_curve(t: torch.Tensor, curve: str) -> torch.Tensor:
+    if curve == "linear":
+        return t
+    if curve == "smooth":
+        return t * t * (3 - 2 * t)
+    if curve == "cosine":
+        return 0.5 - 0.5 * torch.cos(math.pi * t)
+    raise ValueError(f"curve must be one of {FALLOFF_CURVES}, got {curve!r}")
+
+
+def falloff(mask: torch.Tensor, width: float, side: str = "outside", curve: str = "linear",
+            threshold: float = 0.5) -> torch.Tensor:
+    """Soft edge of ``width`` pixels around a binary mask (``mask >= threshold``), by exact Euclidean distance.
+
+    Value 1 in the mask, 0 far from it. ``outside``: ``1 - d_out / width`` outside the mask (d_out = distance to the
+    nearest mask pixel, so the mask keeps its size and the edge grows out); ``inside``: ``d_in / width`` inside it
+    (d_in = distance to the nearest non-mask pixel) and 0 outside; ``centered``: the ramp straddles the mask border,
+    signed distance ``s = d_out - 1/2`` outside, ``1/2 - d_in`` inside, value ``1/2 - s / width``. ``curve`` shapes
+    the ramp (linear, smoothstep, cosine). Width 0 gives the binary mask.
+    """
+    width = _check_range("width", width, lo=0.0)
+    threshold = _check_range("threshold", threshold, 0.0, 1.0)
+    if side not in FALLOFF_SIDES:
+        raise ValueError(f"side must be one of {FALLOFF_SIDES}, got {side!r}")
+    if curve not in FALLOFF_CURVES:
+        raise ValueError(f"curve must be one of {FALLOFF_CURVES}, got {curve!r}")
+    x, restore = _check(mask, "mask")
+    inside = x >= threshold
+    if width == 0.0:
+        return restore(inside.to(x.dtype))
+    cap = width + 1.0
+    if side == "outside":
+        t = 1.0 - distance_transform(~inside, cap) / width
+    elif side == "inside":
+        t = distance_transform(inside, cap) / width
+    else:
+        s = torch.where(inside, 0.5 - distance_transform(inside, cap), distance_transform(~inside, cap) - 0.5)
+        t = 0.5 - s / width
+    v = _shape_curve(t.clamp(0, 1), curve)
+    return restore(v.to(x.dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# Combine, resize, preview
+# ----------------------------------------------------------------------------------------------
+
+def resize(m: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Bring a map to ``h x w`` the way the sampler does (centre-crop to the aspect ratio, bilinear)."""
+    x, restore = _check(m, "map")
+    return restore(_px.fit_to(x[:, None], int(h), int(w))[:, 0])
+
+
+def combine(a: torch.Tensor, b: torch.Tensor, mode: str = "min", amount: float = 1.0) -> torch.Tensor:
+    """Combine two maps: ``min``, ``max``, ``multiply`` (a b) or ``screen`` (1 - (1 - a)(1 - b)).
+
+    ``amount`` blends from ``a`` (0) to the combination (1). A batch of 1 broadcasts against a batch of B;
+    ``b`` of another size is resized to ``a`` (see :func:`resize`). In paper polarity ``min`` releases a pixel
+    as early as either map asks (union of edits), ``max`` as late (intersection).
+    """
+    if mode not in COMBINE_MODES:
+        raise ValueError(f"mode must be one of {COMBINE_MODES}, got {mode!r}")
+    amount = _check_range("amount", amount, 0.0, 1.0)
+    xa, restore = _check(a, "map_a")
+    xb, _ = _check(b, "map_b")
+    xb = xb.to(xa.device, xa.dtype)
+    if xa.shape[0] != xb.shape[0] and 1 not in (xa.shape[0], xb.shape[0]):
+        raise ValueError(f"map_a has batch {xa.shape[0]} and map_b batch {xb.shape[0]}: give equal batches or one map")
+    if xb.shape[-2:] != xa.shape[-2:]:
+        xb = _px.fit_to(xb[:, None], *xa.shape[-2:])[:, 0]
+    xa, xb = xa.clamp(0, 1), xb.clamp(0, 1)
+    if mode == "min":
+        c = torch.minimum(xa, xb)
+    elif mode == "max":
+        c = torch.maximum(xa, xb)
+    elif mode == "multiply":
+        c = xa * xb
+    else:
+        c = 1.0 - (1.0 - xa) * (1.0 - xb)
+    out = xa + amount * (c - xa) if amount != 1.0 else c
+    if a.ndim == 2 and out.shape[0] > 1:
+        return out.clamp(0, 1).to(a.dtype if a.dtype.is_floating_point else torch.float32)
+    return restore(out)
+
+
+def preview(m: torch.Tensor, h: int, w: int, steps: int, curve: str = "linear", gamma: float = 1.0):
+    """The map as the progressive sampler sees it: resized to the latent grid ``h x w`` (as ``prepare_map``) and the
+    release step of each latent pixel (``pixels.release_step``: ``steps`` = never released).
+
+    Returns ``(map (B, h, w), release image (B, h, w) in [0, 1]: black = step 0, white = kept, steps (B, h, w) long)``.
+    """
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps}")
+    small = resize(m, h, w)
+    x = small if small.ndim == 3 else small[None]
+    rel = _px.release_step(x.float(), int(steps), curve, gamma)
+    img = _px.release_schedule_image(x.float(), int(steps), curve, gamma)
+    return x.to(small.dtype), img, rel
+
+
+def release_summary(steps_map: torch.Tensor, steps: int) -> str:
+    """Text table: for each release step present, the share of latent pixels released there."""
+    vals, counts = torch.unique(steps_map.reshape(-1), return_counts=True)
+    total = float(steps_map.numel())
+    lines = [f"{steps} steps; share of latent pixels by release step:"]
+    for v, c in zip(vals.tolist(), counts.tolist()):
+        label = "never (kept as source)" if v >= steps else f"step {v}"
+        lines.append(f"  {label}: {100.0 * c / total:.1f} %")
+    return "\n".join(lines)
