@@ -6,7 +6,7 @@ one model call costs what a light UNet costs on this machine; the sampler is Eul
 Peak memory: on CUDA, torch's peak allocated bytes; on CPU, peak resident memory of a fresh subprocess per
 configuration (includes the model and torch itself, as a user's process does).
 
-    python benchmarks/bench_pixels.py [--steps 20] [--repeats 5] [--size 64] [--device cpu]
+    python benchmarks/bench_pixels.py [--steps 20] [--repeats 5] [--size 64] [--device cpu] [--threads 1]
 """
 import argparse
 import json
@@ -94,11 +94,12 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier timings on a shared machine)")
     ap.add_argument("--child", nargs=2)
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     if args.child:
         return child(args.child[0], int(args.child[1]), args.size, args.steps, args.device)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     configs = [("plain", 0), ("pixels", 1), ("pixels", 4)]
     fns = {c: run_once(*c, args.size, args.steps, args.device) for c in configs}
     for fn in fns.values():  # warm-up
@@ -126,7 +127,7 @@ def main():
     mem = {c: peak_memory(*c, args) for c in configs}
     plain = ("plain", 0)
     print(f"PIXELS benchmark: {args.steps} Euler steps, latent 4x{args.size}x{args.size}, device {args.device}, "
-          f"best of {args.repeats}")
+          f"{args.threads} thread(s), best of {args.repeats}, load average {os.getloadavg()[0]:.2f}")
     print(f"  plain sampling   : {t[plain] * 1000:8.1f} ms   peak mem {mem[plain] / 2**20:8.1f} MiB")
     for k in (1, 4):
         c = ("pixels", k)
