@@ -9,7 +9,6 @@
 
     python docs/make_pixels_images.py
 """
-import os
 import sys
 from pathlib import Path
 

@@ -19,6 +19,8 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -67,6 +69,19 @@ class Server(comfy_client.Client):
     @functools.lru_cache(maxsize=None)
     def object_info(self) -> dict:
         return super().object_info()
+
+    def interrupted_run(self, prompt, after: float = 3.0, timeout: float = 300) -> tuple[str, float]:
+        """Queue ``prompt``, interrupt it ``after`` seconds into its execution, and return ComfyUI's error text
+        and the seconds from queueing to the end. Fails if the prompt finishes instead of being interrupted."""
+        pid = self.queue(prompt)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120 and not self.get_json("/queue")["queue_running"]:
+            time.sleep(0.1)
+        time.sleep(after)
+        threading.Thread(target=self.interrupt).start()
+        with pytest.raises(comfy_client.WorkflowError) as err:
+            comfy_client.Client.wait(self, pid, timeout=timeout)
+        return str(err.value), time.monotonic() - t0
 
     def run(self, prompt, timeout=None):
         try:
