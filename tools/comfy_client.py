@@ -16,11 +16,13 @@ Or as a library: ``Client(url).run(prompt)``, ``ui_to_api(ui, object_info)``, ``
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import mimetypes
 import os
 import pathlib
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -97,12 +99,107 @@ class Client:
         """Queue an API-format prompt, wait, and return its ``outputs`` (node id -> UI output dict)."""
         return self.wait(self.queue(prompt), timeout)["outputs"]
 
+    def run_watched(self, prompt: dict, timeout: float | None = None, on_event=None) -> tuple[dict, list]:
+        """As :meth:`run`, following the prompt on the websocket: returns ``(outputs, events)`` where events are
+        the messages about this prompt (progress, executing, ...) and the binary preview frames sent meanwhile.
+        ``on_event(msg)`` is called for each as it arrives."""
+        ws = Events(self.url, self.client_id)
+        events = []
+        try:
+            pid = self.queue(prompt)
+            end = time.monotonic() + (timeout or self.timeout)
+            while time.monotonic() < end:
+                msg = ws.next(timeout=max(1.0, end - time.monotonic()))
+                if msg is None:
+                    break
+                data = msg.get("data") if isinstance(msg.get("data"), dict) else {}
+                if msg["type"] != "binary" and data.get("prompt_id", pid) != pid:
+                    continue
+                events.append(msg)
+                if on_event:
+                    on_event(msg)
+                if msg["type"] in ("execution_success", "execution_error", "execution_interrupted") or (
+                        msg["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == pid):
+                    break
+        finally:
+            ws.close()
+        return self.wait(pid, timeout)["outputs"], events
+
     def download(self, image: dict) -> bytes:
         q = urllib.parse.urlencode({k: image.get(k, "") for k in ("filename", "subfolder", "type")})
         return self._req(f"/view?{q}")
 
     def interrupt(self) -> None:
         self._req("/interrupt", b"{}", {"Content-Type": "application/json"})
+
+
+class Events:
+    """ComfyUI's websocket for one client id (RFC 6455, just what ComfyUI sends: whole text and binary frames).
+
+    ``next(timeout)`` returns a JSON message as a dict, or a binary one as ``{"type": "binary", "event": N,
+    "size": bytes}`` (event 1 and 4 are latent previews), or None on timeout or when the server closes."""
+
+    def __init__(self, url: str, client_id: str):
+        u = urllib.parse.urlparse(url)
+        self.sock = socket.create_connection((u.hostname, u.port or 80), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\n"
+                           f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("websocket handshake: the server closed the connection")
+            head += chunk
+        head, self.buf = head.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"websocket handshake refused: {head[:200]!r}")
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("websocket closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def next(self, timeout: float = 60.0):
+        self.sock.settimeout(timeout)
+        try:
+            payload, opcode = b"", None
+            while True:
+                b0, b1 = self._read(2)
+                n = b1 & 0x7F
+                if n == 126:
+                    n = struct.unpack(">H", self._read(2))[0]
+                elif n == 127:
+                    n = struct.unpack(">Q", self._read(8))[0]
+                mask = self._read(4) if b1 & 0x80 else None
+                data = self._read(n)
+                if mask:
+                    data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+                op = b0 & 0x0F
+                if op == 8:
+                    return None
+                if op in (9, 10):  # ping/pong: ComfyUI sends none; ignore rather than answer
+                    continue
+                opcode = opcode if op == 0 else op
+                payload += data
+                if b0 & 0x80:
+                    break
+        except (socket.timeout, ConnectionError, OSError):
+            return None
+        if opcode == 2:
+            return {"type": "binary", "event": struct.unpack(">I", payload[:4])[0], "size": len(payload)}
+        return json.loads(payload)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 def _validation_text(raw: bytes) -> str:
@@ -372,7 +469,20 @@ def main(argv=None) -> int:
             if src.exists():
                 client.upload(src)
         t0 = time.monotonic()
-        outputs = client.run(api)
+
+        def show(msg):
+            d = msg.get("data", {})
+            if msg["type"] == "progress":
+                print(f"\r  node {d.get('node')} ({api.get(str(d.get('node')), {}).get('class_type', '?')}): "
+                      f"step {d['value']}/{d['max']}   ", end="", flush=True)
+            elif msg["type"] == "executing" and d.get("node") is not None:
+                print(f"\n  running node {d['node']} ({api.get(str(d['node']), {}).get('class_type', '?')})",
+                      end="", flush=True)
+        try:
+            outputs, _ = client.run_watched(api, on_event=show)
+            print()
+        except OSError:  # no websocket (a proxy in between): poll instead
+            outputs = client.run(api)
         out = pathlib.Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for img in output_images(outputs):

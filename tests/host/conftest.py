@@ -4,9 +4,9 @@ Where ``COMFYUI_PATH`` is unset every test here is skipped with that reason (sho
 
 - tiny random-weight models are built once by ``tiny_models.py`` (in a subprocess that imports ComfyUI) into
   ``$PIXELS_TEST_CACHE`` (default ``/tmp/pixels-test-models``) and reused by later runs;
-- one ComfyUI server per session is started with ``--cpu`` (unless ``PIXELS_TEST_GPU=1``), its own base, output
-  and user directories in pytest's temporary folder, an in-memory database, and this repository linked in as
-  ``custom_nodes/comfyui-pixels-edit``;
+- one ComfyUI server per session is started with ``--cpu`` (unless ``PIXELS_TEST_GPU=1``), latent previews on
+  (``latent2rgb``), its own base, output and user directories in pytest's temporary folder, an in-memory database,
+  and this repository linked in as ``custom_nodes/comfyui-pixels-edit``;
 - the ``comfy`` fixture is a ``tools/comfy_client.Client`` for that server, with ``comfy.log()`` (the server's
   output so far) and ``comfy.object_info()`` cached.
 
@@ -89,6 +89,12 @@ class Server(comfy_client.Client):
         except comfy_client.WorkflowError as e:
             raise AssertionError(f"ComfyUI failed the prompt: {e}\n--- server log tail ---\n{self.log()[-4000:]}")
 
+    def run_watched(self, prompt, timeout=None, on_event=None):
+        try:
+            return super().run_watched(prompt, timeout, on_event)
+        except comfy_client.WorkflowError as e:
+            raise AssertionError(f"ComfyUI failed the prompt: {e}\n--- server log tail ---\n{self.log()[-4000:]}")
+
 
 @pytest.fixture(scope="session")
 def comfy(tmp_path_factory, models_dir):
@@ -102,7 +108,7 @@ def comfy(tmp_path_factory, models_dir):
     port = comfy_client.free_port()
     args = ["--base-directory", str(base), "--output-directory", str(base / "output"),
             "--input-directory", str(base / "input"), "--user-directory", str(base / "user"),
-            "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
+            "--database-url", "sqlite:///:memory:", "--disable-auto-launch", "--preview-method", "latent2rgb"]
     if os.environ.get("PIXELS_TEST_GPU") != "1":
         args.append("--cpu")
     log_path = base / "server.log"

@@ -1,4 +1,5 @@
-"""Every example workflow: its UI-format twin matches the API format, and it runs headless with images out."""
+"""Every example workflow: its UI-format twin matches the API format, and it runs headless with images out,
+a progress bar that runs to its end and latent previews on the websocket."""
 import io
 import json
 import pathlib
@@ -61,7 +62,11 @@ def test_workflow_runs_headless(comfy, small_inputs, path):
     missing = [n for n in comfy_client.image_inputs(api) if not (INPUTS / n).exists()]
     assert not missing, f"{path.name} loads images not in workflows/inputs: {missing}"
     comfy_client.set_seed(api, 1000 + API.index(path))  # a seed of its own: no cached result
-    outputs = comfy.run(api)
+    outputs, events = comfy.run_watched(api)
+    progress = [e["data"] for e in events if e["type"] == "progress"]
+    assert any(p["value"] == p["max"] for p in progress), f"{path.name}: no progress bar ran to its end: {progress}"
+    previews = [e for e in events if e["type"] == "binary" and e["event"] in (1, 4)]
+    assert previews, f"{path.name}: no latent preview was sent while sampling"
     images = comfy_client.output_images(outputs)
     saves = [k for k, n in api.items() if n["class_type"] == "SaveImage"]
     assert saves and len(images) >= len(saves), f"{path.name}: expected images from {saves}, got {outputs}"
