@@ -218,6 +218,13 @@ def test_gaussian_blur_preserves_constant_and_mass():
     m[..., 10, 10] = 1
     b = ito.gaussian_blur(m, 2.0)
     assert abs(b.sum().item() - 1) < 1e-5 and b.argmax().item() == 10 * 21 + 10
+    # the impulse response is the outer product of the normalised 1-D Gaussian, radius ceil(3 sigma) = 6
+    t = torch.arange(-6, 7, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / 2.0) ** 2)
+    k = k / k.sum()
+    want = torch.zeros(21, 21)
+    want[4:17, 4:17] = k[:, None] * k[None, :]
+    torch.testing.assert_close(b[0, 0], want, atol=1e-7, rtol=1e-5)
     assert torch.allclose(ito.gaussian_blur(torch.ones(2, 1, 5, 7), 3.0), torch.ones(2, 1, 5, 7), atol=1e-6)
 
 

@@ -165,6 +165,9 @@ def test_clip_triplet_hinge_active_partial_and_inactive():
     ts, tt = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
     e = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0]])  # cos to (src, tgt): (1, 0), (.7071, .7071), (0, 1)
     loss = oig.clip_triplet_loss(e, ts, tt, beta_p=0.5)
+    # the default margin is the paper's beta_p = 0.5
+    assert oig.BETA_P == 0.5
+    torch.testing.assert_close(oig.clip_triplet_loss(e, ts, tt), loss)
     assert loss.tolist() == pytest.approx([1.5, 0.5, 0.0])
 
 

@@ -208,6 +208,27 @@ def test_resample_differs_from_shared_path():
     assert not torch.allclose(_edit(11, False), _edit(11, True))
 
 
+@pytest.mark.parametrize("resample", [False, True])
+def test_source_state_has_the_path_variance(resample):
+    """The source half the model sees is ``x0 + B_i`` (EPS) whose spread over the latent matches Var B_i, for the
+    shared path and for the per-step fresh draws of ``resample``."""
+    sig = karras_sigmas(12)
+    b, shape = 1, (1, 4, 64, 64)
+    src = torch.zeros(shape)
+    seen = []
+
+    def model(xx, s, **kw):
+        seen.append((xx[:b] - src).clone())
+        return torch.zeros_like(xx)
+
+    S.sample_syncsde(model, src, sig, source=src, kind="eps", start_index=1, resample=resample, seed=3)
+    var = S.path_variance(sig, "eps")
+    n = shape[1] * shape[2] * shape[3]
+    for i, d in zip(range(1, 12), seen):
+        rel = float(d.var()) / float(var[i]) - 1
+        assert abs(rel) < 5 * math.sqrt(2 / n), (i, rel)
+
+
 def test_start_sigma_picks_first_step_below():
     sig = flow_sigmas()
     assert S.resolve_start(sig, start_sigma=0.95, kind="flow") == int((sig[:-1] <= 0.95).nonzero()[0])
@@ -225,11 +246,24 @@ def test_mask_confines_the_edit():
 
 
 def test_callback_every_step_with_target_state():
-    seen = []
-    _edit(1, callback=lambda d: seen.append(d))
-    assert [d["i"] for d in seen] == list(range(4, 28))
+    seen, calls = [], []
+    den = finite_set("flow")
+    src = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    inner = S.pair_denoiser(den, onehot(0, b=2), onehot(2, b=2))
+
+    def model(xx, s, **kw):  # records what the model saw and said, to compare with the callback
+        out = inner(xx, s, **kw)
+        calls.append((xx.clone(), out.clone()))
+        return out
+
+    S.sample_syncsde(model, src, flow_sigmas(), source=src, kind="flow", seed=1,
+                     callback=lambda d: seen.append({k: (v.clone() if torch.is_tensor(v) else v) for k, v in d.items()}))
+    assert [d["i"] for d in seen] == list(range(4, 28)) and len(calls) == len(seen)
     assert set(seen[0]) >= {"x", "i", "sigma", "sigma_hat", "denoised"}
-    assert seen[0]["x"].shape == (2, 2, 4, 4) and seen[0]["denoised"].shape == (2, 2, 4, 4)
+    for d, (xx, out) in zip(seen, calls):  # the previews show the *target* half: its state and its prediction
+        torch.testing.assert_close(d["x"], xx[2:])
+        torch.testing.assert_close(d["denoised"], out[2:])
+        assert not torch.allclose(d["denoised"], out[:2])
 
 
 def test_callback_exception_propagates():
