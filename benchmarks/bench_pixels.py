@@ -44,8 +44,11 @@ def inputs(k, size, steps, device):
     src, noise = r(), r()
     exs = [r() for _ in range(k)]
     ens = [r() for _ in range(k)]
-    ramp = torch.linspace(0, 1, size).expand(1, 1, size, size)
-    maps = [(ramp + 0.1 * j).clamp(0, 1).to(device) for j in range(k)]
+    ramp = torch.linspace(0, 1, size).expand(1, 1, size, size).clone()
+    maps = [(ramp + 0.1 * j).clamp(0, 1) for j in range(k)]
+    for j, m in enumerate(maps):  # each exemplar fills a column of its own (one that fills none is refused)
+        m[..., size - 1 - j] = 0.0
+    maps = [m.to(device) for m in maps]
     sigmas = torch.cat([torch.linspace(14.6, 0.03, steps) ** 1.0, torch.zeros(1)]).to(device)
     return src, noise, exs, ens, maps, sigmas
 

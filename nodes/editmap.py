@@ -281,7 +281,7 @@ class PixelsMapCombine(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="PixelsMapCombine", display_name="PIXELS Map Combine", category=CATEGORY,
-            description="Combines two maps: min, max, multiply or screen. map_b is resized to map_a (centre crop + "
+            description="Combines two maps: min, max, multiply or screen. map_b is fitted to map_a (centre crop + "
                         "bilinear) and a single map is used for every image of a batch.",
             inputs=[
                 _map_input("map_a", "First map; sets the output size and batch."),
@@ -305,10 +305,10 @@ class PixelsMapPreview(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="PixelsMapPreview", display_name="PIXELS Map Preview", category=CATEGORY,
-            description="Shows a map as the progressive sampler sees it: resized to the latent grid (bilinear, as the "
-                        "sampler does) and turned into the release step of each latent pixel: black = released at the "
-                        "first step, white = never (kept as source). Also outputs the latent-size map and a text table "
-                        "of how many pixels are released at each step.",
+            description="Shows a map as the progressive sampler sees it: fitted to the latent grid (centre crop, then "
+                        "antialiased bilinear, as the sampler does) and turned into the release step of each latent "
+                        "pixel: black = released at the first step, white = never (kept as source). Also outputs the "
+                        "latent-size map and a text table of how many pixels are released at each step.",
             inputs=[
                 _map_input(),
                 io.Combo.Input("map_polarity", options=POLARITIES, default=POLARITIES[0],

@@ -7,7 +7,6 @@ answers with either, so ControlNet-applied conditioning works as anywhere else).
 """
 from __future__ import annotations
 
-import logging
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +19,7 @@ import comfy.samplers
 import latent_preview
 
 from ..pixels_core import ito as core
+from ._common import check_image, check_latent
 
 CATEGORY = "PIXELS/ITO"
 BRANCH = "pixels_ito_branch"  # model_options key: which conditioning a model call uses ("source" or "edit")
@@ -133,7 +133,7 @@ def source_latent(model, latent: dict, name: str = "latent") -> torch.Tensor:
     samples = latent["samples"]
     if samples.ndim != 4:
         raise ValueError(f"{name}: ITO works on image latents (B, C, H, W); got shape {tuple(samples.shape)}")
-    return comfy.sample.fix_empty_latent_channels(model, samples)
+    return check_latent(model, comfy.sample.fix_empty_latent_channels(model, samples), name)
 
 
 def mask_for(mask, latent: dict | None, samples: torch.Tensor, name: str = "mask") -> torch.Tensor | None:
@@ -144,11 +144,7 @@ def mask_for(mask, latent: dict | None, samples: torch.Tensor, name: str = "mask
     if mask is None:
         return None
     h, w = samples.shape[-2:]
-    mh, mw = mask.shape[-2:]
-    if abs(mh / mw - h / w) > 0.02:
-        logging.warning("PIXELS ITO: %s is %dx%d but the latent is %dx%d (other aspect ratio): it is stretched to fit",
-                        name, mw, mh, w * 8, h * 8)
-    return core.prepare_mask(mask, samples.shape[0], h, w, name=name)
+    return core.prepare_mask(mask, samples.shape[0], h, w, name=name)  # logs when another aspect ratio is cropped
 
 
 def mask_to_image_size(m: torch.Tensor, size, mode="nearest-exact") -> torch.Tensor:
@@ -276,7 +272,7 @@ class PixelsITOGuidanceImage(io.ComfyNode):
             inputs=[io.Model.Input("model", tooltip=TIPS["model"]), *_cond_inputs(source=False),
                     io.Latent.Input("latent", tooltip=TIPS["latent"]),
                     io.Mask.Input("mask", optional=True, tooltip="Edit mask (white = edit region), e.g. from PIXELS ITO Edit "
-                                  "Mask. Any size: resized to the latent. Without it the latent's noise_mask is used, "
+                                  "Mask. Any size: fitted to the latent (centre crop to its aspect ratio, logged, then resize). Without it the latent's noise_mask is used, "
                                   "else the whole image is preserved (Eq. 3)."),
                     *_opt_inputs(), *_schedule_inputs(),
                     io.Float.Input("encode_ratio", default=D["encode_ratio"], min=0.01, max=1.0, step=0.01,
@@ -340,7 +336,7 @@ class PixelsITOSampler(io.ComfyNode):
             inputs=[io.Model.Input("model", tooltip=TIPS["model"]), *_cond_inputs(),
                     io.Latent.Input("latent", tooltip=TIPS["latent"]),
                     io.Mask.Input("mask", optional=True, tooltip="Edit mask (white = edit region, preserved elsewhere), e.g. "
-                                  "from PIXELS ITO Edit Mask. Any size: resized (bilinear) to the latent. Without it the "
+                                  "from PIXELS ITO Edit Mask. Any size: fitted to the latent (centre crop to its aspect ratio, logged, then resize). Without it the "
                                   "latent's noise_mask is used, else the whole image is preserved (Eq. 3)."),
                     io.Latent.Input("guidance", optional=True, tooltip="Guidance image latent from PIXELS ITO Guidance Image "
                                     "(or VAE Encode of any image of the source's size). Needed when lambda < 1."),
@@ -402,7 +398,7 @@ class PixelsITOEdit(io.ComfyNode):
                     io.Image.Input("image", tooltip="The source image to edit."),
                     *_schedule_inputs(), _seed(), *_opt_inputs(), *_mask_inputs(),
                     io.Mask.Input("mask", optional=True, tooltip="Edit mask (white = edit region). If connected, the mask "
-                                  "estimate is skipped. Any size: resized to the latent.")],
+                                  "estimate is skipped. Any size: fitted to the latent (centre crop to its aspect ratio, logged, then resize).")],
             outputs=[io.Image.Output(display_name="image"), io.Latent.Output(display_name="latent"),
                      io.Mask.Output(display_name="mask")],
         )
@@ -413,7 +409,9 @@ class PixelsITOEdit(io.ComfyNode):
         check_strength(mask_strength)
         sigmas = full_sigmas(model, scheduler, steps)
         core.check_params(1.0, t_u, k, lr, steps, False)
-        samples = comfy.sample.fix_empty_latent_channels(model, vae.encode(image[..., :3]))
+        check_image(image, "image", vae)
+        samples = check_latent(model, comfy.sample.fix_empty_latent_channels(model, vae.encode(image[..., :3])),
+                               "vae (the image it encodes)")
         m = mask_for(mask, None, samples)
         ms = model.get_model_object("model_sampling")
         n_mask = 0 if m is not None else mask_seeds

@@ -1,4 +1,5 @@
-"""PIXELS progressive exemplar editing nodes (pixels-paper.txt, Algorithm 1): thin wrappers over pixels_core.pixels."""
+"""PIXELS progressive exemplar editing nodes (Das Biswas et al., "PIXELS: Progressive Image Exemplar-based Editing with
+Latent Surgery", Algorithm 1): thin wrappers over pixels_core.pixels."""
 from __future__ import annotations
 
 import math
@@ -12,6 +13,9 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
+from ..pixels_core import masks
+from ._common import check_image, check_latent
+from ..pixels_core import noise as pxnoise
 from ..pixels_core import pixels as core
 
 CATEGORY = "PIXELS/progressive editing"
@@ -21,6 +25,18 @@ POLARITIES = ["white keeps source (paper)", "white takes exemplar (inpaint mask)
 CURVE_TIP = ("Release-threshold curve over the steps. linear (paper default) releases grey levels evenly; "
              "log releases earlier (more hallucination); quadratic/cubic later (more adherence to the source); "
              "sigmoid holds the darkest and brightest greys longest.")
+KEPT_OPTIONS = ["end at source", "denoised at last step (paper-literal)"]
+KEPT_TIP = ("What pixels that the map never releases (white, and greys above the last threshold) end as. 'end at source' "
+            "(default): exactly the source latent, as the paper's 'white keeps the source' says. 'denoised at last step': "
+            "Algorithm 1 read literally, which holds them until the last step and then lets the model denoise them "
+            "(they can drift toward what the model predicts).")
+# Half of one 8-bit grey level: what a user paints as black stays black through the float rounding of the resize.
+DEFAULT_BLACK_POINT = 0.002
+BLACK_POINT_TIP = ("Map values at or below this count as black (take the exemplar) on the latent grid. Algorithm 1 fills "
+                   "the exemplar only where the map is exactly 0 at the first step; a near-black paint or a dark region "
+                   "whose edge the resize softened has no exact zeros there, and the exemplar would do nothing (the sampler "
+                   "refuses that with a message). Raising it lets darker greys take the exemplar. The default, 0.002 (half "
+                   "an 8-bit grey level), only absorbs rounding; 0 is Algorithm 1 to the letter.")
 GAMMA_TIP = ("Exponent on the threshold curve (1 = the curve as is). Raising it releases every grey pixel later "
              "(keeps more of the source); lowering it releases earlier (more change).")
 
@@ -32,24 +48,28 @@ def _map_to_paper(mask: torch.Tensor, polarity: str) -> torch.Tensor:
 
 
 def encode_exemplars(vae, exemplars, size=None):
-    """VAE-encode each exemplar image (optionally centre-cropped and resized to ``size`` = (H, W) pixels)."""
+    """VAE-encode each exemplar image (optionally fitted to ``size`` = (H, W) pixels by the pack's resize rule:
+    centre crop to the aspect ratio, then resize)."""
     out = []
     for k, ex in enumerate(exemplars):
         img = ex["image"][..., :3]
         if size is not None and tuple(img.shape[1:3]) != tuple(size):
-            img = core.fit_to(img.movedim(-1, 1), *size).movedim(1, -1)
-        out.append({"latent": vae.encode(img), "map": ex["map"]})
+            img = masks.fit(img.movedim(-1, 1), *size, name=f"exemplar {k + 1} image").movedim(1, -1)
+        check_image(img, f"exemplar {k + 1} image", vae)
+        out.append({"latent": vae.encode(img), "map": ex["map"], "black_point": ex.get("black_point", DEFAULT_BLACK_POINT)})
     return out
 
 
-def exemplar_noise(shape, seed: int, k: int) -> torch.Tensor:
-    """The one noise draw of exemplar ``k`` (different from the source's, fixed by the seed)."""
-    g = torch.Generator(device="cpu").manual_seed((int(seed) * 1000003 + 7919 * (k + 1)) % (2 ** 63))
-    return torch.randn(shape, generator=g, device="cpu")
+def exemplar_noise(source_noise: torch.Tensor, seed: int, k: int) -> torch.Tensor:
+    """The one noise draw of exemplar ``k`` (different from the source's), per batch item from the seed and that
+    item's own source noise: an item gets the same draw alone (LatentFromBatch keeps its batch_index) as in a batch."""
+    return pxnoise.per_item_randn(source_noise, seed, "pixels exemplar", k)
 
 
-def make_sampler(inner, encoded, curve: str, gamma: float):
-    """A ComfyUI SAMPLER (KSAMPLER) running PIXELS around ``inner`` (a KSAMPLER such as KSamplerSelect's)."""
+def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source", record=None):
+    """A ComfyUI SAMPLER (KSAMPLER) running PIXELS around ``inner`` (a KSAMPLER such as KSamplerSelect's).
+
+    ``record``: an optional dict that receives ``"kept"``, the never-released latent pixels of the last run."""
     inner_fn = inner.sampler_function
     inner_opts = dict(getattr(inner, "extra_options", {}) or {})
 
@@ -68,24 +88,32 @@ def make_sampler(inner, encoded, curve: str, gamma: float):
 
         latents, maps, noises = [], [], []
         for k, ex in enumerate(encoded):
-            lat = base.process_latent_in(ex["latent"].to(x.device, x.dtype))
+            raw = ex["latent"]
+            if raw.shape[1] != source.shape[1]:
+                raise ValueError(f"exemplar {k + 1} encodes to {raw.shape[1]}-channel latents but the source latent has "
+                                 f"{source.shape[1]} channels: the VAE does not belong to this model. Use the model's "
+                                 "own VAE (the one that encoded the source) on the PIXELS sampler")
+            lat = base.process_latent_in(raw.to(x.device, x.dtype))
             if lat.shape[0] not in (1, b):
                 raise ValueError(f"exemplar {k + 1} has batch {lat.shape[0]} but the source has batch {b}: "
                                  "give one exemplar image or one per source image")
             if lat.shape[-2:] != (h, w):
-                raise ValueError(f"exemplar {k + 1} is {lat.shape[-1] * 8}x{lat.shape[-2] * 8} px but the source is "
-                                 f"{w * 8}x{h * 8}: scale it to the source size (e.g. ImageScale with crop=center) "
-                                 "or use PIXELS Progressive Edit, which does it for you")
+                raise ValueError(f"exemplar {k + 1} is {lat.shape[-1]}x{lat.shape[-2]} latent cells but the source is "
+                                 f"{w}x{h}: scale the exemplar image to the source image's size (e.g. ImageScale with "
+                                 "crop=center) or use PIXELS Progressive Edit, which does it for you")
             lat = lat.expand(b, -1, -1, -1)
             latents.append(lat)
-            maps.append(core.prepare_map(ex["map"], b, h, w, name=f"edit_map of exemplar {k + 1}").to(x.device, x.dtype))
-            noises.append(exemplar_noise(lat.shape, seed, k).to(x.device, x.dtype))
-        g = torch.Generator(device=x.device).manual_seed(seed + 1)
-        noise_sampler = lambda s, sn: torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)  # noqa: E731
-        return core.sample_pixels(model, x, sigmas, extra_args, callback, disable, source=source, noise=noise,
-                                  exemplars=latents, exemplar_noises=noises, edit_maps=maps, add_noise=add_noise,
-                                  sampler=inner_fn, sampler_options=inner_opts, curve=curve, gamma=gamma,
-                                  noise_sampler=noise_sampler)
+            maps.append(core.prepare_map(ex["map"], b, h, w, name=f"edit_map of exemplar {k + 1}",
+                                         black_point=ex.get("black_point", DEFAULT_BLACK_POINT)).to(x.device, x.dtype))
+            noises.append(exemplar_noise(noise, seed, k).to(x.device, x.dtype))
+        noise_sampler = pxnoise.ItemNoiseSampler(noise, seed, "pixels ancestral")
+        z = core.sample_pixels(model, x, sigmas, extra_args, callback, disable, source=source, noise=noise,
+                               exemplars=latents, exemplar_noises=noises, edit_maps=maps, add_noise=add_noise,
+                               sampler=inner_fn, sampler_options=inner_opts, curve=curve, gamma=gamma,
+                               noise_sampler=noise_sampler, final=final)
+        if record is not None:
+            record["kept"] = core.never_released(core.compose_maps(maps)[0], len(sigmas) - 1, curve, gamma).cpu()
+        return z
 
     # No inpaint_options: "random" (ddim) would swap model.noise for another draw, and Algorithm 1 re-noises
     # the source with the very noise it started from.
@@ -97,6 +125,18 @@ def _curve_inputs():
         io.Combo.Input("curve", options=list(core.CURVES), default="linear", tooltip=CURVE_TIP),
         io.Float.Input("gamma", default=1.0, min=0.05, max=20.0, step=0.05, tooltip=GAMMA_TIP),
     ]
+
+
+def _kept_input():
+    return io.Combo.Input("kept_pixels", options=KEPT_OPTIONS, default=KEPT_OPTIONS[0], optional=True, tooltip=KEPT_TIP)
+
+
+def _final(kept_pixels) -> str:
+    if kept_pixels is None or kept_pixels == KEPT_OPTIONS[0]:
+        return "source"
+    if kept_pixels == KEPT_OPTIONS[1]:
+        return "model"
+    raise ValueError(f"kept_pixels must be one of {KEPT_OPTIONS}, got {kept_pixels!r}")
 
 
 class PixelsExemplar(io.ComfyNode):
@@ -112,20 +152,27 @@ class PixelsExemplar(io.ComfyNode):
                 io.Image.Input("exemplar", tooltip="The exemplar image whose look is brought into the source where its map is dark."),
                 io.Mask.Input("edit_map", tooltip="Grey-level edit map. Paper polarity: white keeps the source, black takes "
                               "this exemplar, grey releases the pixel to the denoiser part-way (darker = earlier = more change). "
-                              "Resized to the latent grid (bilinear)."),
+                              "Fitted to the latent grid: centre-cropped to the source's aspect ratio (logged when it "
+                              "crops), then resized (bilinear, antialiased when shrinking)."),
                 io.Combo.Input("map_polarity", options=POLARITIES, default=POLARITIES[0],
                                tooltip="How to read the map: the paper's (white keeps the source) or ComfyUI's inpaint-mask "
                                        "convention (white = the region to change)."),
                 io.Custom("PIXELS_EXEMPLARS").Input("previous", optional=True,
                                                     tooltip="Exemplars added before this one (chain nodes for K exemplars). "
                                                             "Where two maps are equally dark, the earlier exemplar wins."),
+                io.Float.Input("black_point", default=DEFAULT_BLACK_POINT, min=0.0, max=0.99, step=0.001, optional=True,
+                               tooltip=BLACK_POINT_TIP),
             ],
             outputs=[Exemplars.Output(display_name="exemplars")],
         )
 
     @classmethod
-    def execute(cls, exemplar, edit_map, map_polarity, previous=None) -> io.NodeOutput:
-        entry = {"image": exemplar, "map": _map_to_paper(edit_map, map_polarity)}
+    def execute(cls, exemplar, edit_map, map_polarity, previous=None, black_point=DEFAULT_BLACK_POINT) -> io.NodeOutput:
+        masks.as_mask(edit_map, "edit_map")
+        bp = DEFAULT_BLACK_POINT if black_point is None else float(black_point)
+        if not 0.0 <= bp < 1.0:
+            raise ValueError(f"black_point must be in [0, 1), got {black_point}")
+        entry = {"image": exemplar, "map": _map_to_paper(edit_map, map_polarity), "black_point": bp}
         return io.NodeOutput(tuple(previous or ()) + (entry,))
 
 
@@ -148,15 +195,16 @@ class PixelsProgressiveSampler(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="VAE that encodes the exemplar images (the one that encoded the source). "
                              "Exemplars must already be the source's size here."),
                 *_curve_inputs(),
+                _kept_input(),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
-    def execute(cls, sampler, exemplars, vae, curve, gamma) -> io.NodeOutput:
+    def execute(cls, sampler, exemplars, vae, curve, gamma, kept_pixels=None) -> io.NodeOutput:
         if not exemplars:
             raise ValueError("exemplars: connect at least one PIXELS Exemplar (K = 0 given)")
-        return io.NodeOutput(make_sampler(sampler, encode_exemplars(vae, exemplars), curve, gamma))
+        return io.NodeOutput(make_sampler(sampler, encode_exemplars(vae, exemplars), curve, gamma, _final(kept_pixels)))
 
 
 class PixelsProgressiveEdit(io.ComfyNode):
@@ -189,18 +237,22 @@ class PixelsProgressiveEdit(io.ComfyNode):
                                tooltip="Start strength t_ds (the official code's denoising_start 0.6 = 0.4). Raising it lets "
                                        "the model traverse further from the surgical latent: more realism, less adherence to the exemplar."),
                 *_curve_inputs(),
+                _kept_input(),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, vae, source, exemplars, seed, steps, cfg, sampler_name, scheduler,
-                denoise, curve, gamma) -> io.NodeOutput:
+                denoise, curve, gamma, kept_pixels=None) -> io.NodeOutput:
         if not exemplars:
             raise ValueError("exemplars: connect at least one PIXELS Exemplar (K = 0 given)")
-        src = vae.encode(source[..., :3])
+        final = _final(kept_pixels)
+        check_image(source, "source", vae)
+        src = check_latent(model, vae.encode(source[..., :3]), "vae (the source it encodes)")
         encoded = encode_exemplars(vae, exemplars, size=tuple(source.shape[1:3]))
-        sampler = make_sampler(comfy.samplers.sampler_object(sampler_name), encoded, curve, gamma)
+        record = {}
+        sampler = make_sampler(comfy.samplers.sampler_object(sampler_name), encoded, curve, gamma, final, record)
         total = max(steps, int(steps / denoise)) if denoise < 1.0 else steps
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, total).cpu()[-(steps + 1):]
         src = comfy.sample.fix_empty_latent_channels(model, src)
@@ -212,6 +264,8 @@ class PixelsProgressiveEdit(io.ComfyNode):
         samples = guider.sample(noise, src, sampler, sigmas, callback=callback,
                                 disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
         samples = samples.to(comfy.model_management.intermediate_device())
+        if final == "source" and "kept" in record:  # the source latent itself, past the latent format's round trip
+            samples = torch.where(record["kept"].to(samples.device), src.to(samples), samples)
         return io.NodeOutput(vae.decode(samples), {"samples": samples})
 
 
@@ -223,31 +277,49 @@ class PixelsReleaseSchedule(io.ComfyNode):
             display_name="PIXELS Release Schedule",
             category=CATEGORY,
             description="Shows when each pixel is released to the denoiser for the composed exemplar maps, as the "
-                        "sampler sees them at latent resolution: black = released at the first step, white = never "
-                        "(kept as source). Also outputs which exemplar owns each pixel at step 0.",
+                        "sampler sees them at latent resolution (black points applied): black = released at the first "
+                        "step, white = never (kept as source). Also outputs which exemplar fills each pixel at step 0 "
+                        "(grey: the source) and a summary of how many latent pixels each exemplar fills.",
             inputs=[
-                Exemplars.Input("exemplars", tooltip="The exemplars with maps you will sample with."),
+                Exemplars.Input("exemplars", tooltip="The exemplars with maps you will sample with. Maps of other sizes "
+                                "are fitted to the first map's size (centre crop, then resize)."),
                 io.Int.Input("steps", default=40, min=1, max=10000, tooltip="Steps actually run (as in the sampler)."),
                 *_curve_inputs(),
                 io.Int.Input("downscale", default=8, min=1, max=64,
-                             tooltip="Latent downscale factor of the model (8 for SD/SDXL/SD3/Flux)."),
+                             tooltip="Pixels per latent cell of the model's VAE (8 for SD/SDXL/SD3/Flux, 16 for Flux.2)."),
             ],
-            outputs=[io.Image.Output(display_name="schedule"), io.Image.Output(display_name="owners")],
+            outputs=[io.Image.Output(display_name="schedule"), io.Image.Output(display_name="owners"),
+                     io.String.Output(display_name="summary")],
         )
 
     @classmethod
     def execute(cls, exemplars, steps, curve, gamma, downscale) -> io.NodeOutput:
         if not exemplars:
             raise ValueError("exemplars: connect at least one PIXELS Exemplar (K = 0 given)")
-        H, W = exemplars[0]["map"].shape[-2:]
+        checked = [masks.as_mask(e["map"], f"edit_map of exemplar {k + 1}") for k, e in enumerate(exemplars)]
+        H, W = checked[0].shape[-2:]
         h, w = max(1, H // downscale), max(1, W // downscale)
-        b = max(e["map"].reshape(-1, H, W).shape[0] if e["map"].ndim > 2 else 1 for e in exemplars)
-        maps = [core.prepare_map(e["map"], b, h, w, name=f"edit_map of exemplar {k + 1}") for k, e in enumerate(exemplars)]
+        batches = {m.shape[0] for m in checked} - {1}
+        if len(batches) > 1:
+            raise ValueError(f"edit maps of the exemplars have batches {sorted(batches)}: give each exemplar one map "
+                             "or one per source image (the same batch for all)")
+        b = batches.pop() if batches else 1
+        maps = [core.prepare_map(m, b, h, w, name=f"edit_map of exemplar {k + 1}",
+                                 black_point=exemplars[k].get("black_point", DEFAULT_BLACK_POINT)) for k, m in enumerate(checked)]
         combined, owner = core.compose_maps(maps)
+        thr0 = core.threshold(0, steps, curve, gamma)
         sched = core.release_schedule_image(combined, steps, curve, gamma)
-        owners = core.owner_image(combined, owner, len(maps), core.threshold(0, steps, curve, gamma))
+        owners = core.owner_image(combined, owner, len(maps), thr0)
+        counts = core.exemplar_coverage(combined, owner, len(maps), thr0)
+        total = combined[:, 0].numel()
+        lines = [f"{w}x{h} latent grid, {steps} steps, curve {curve}, gamma {gamma:g}"]
+        for k, c in enumerate(counts):
+            note = "" if c else "  <- NO EFFECT: no pixel is black at the first step (paint black or raise black_point)"
+            lines.append(f"exemplar {k + 1}: fills {c} of {total} latent pixels ({100.0 * c / total:.1f} %) at step 0{note}")
+        kept = int(core.never_released(combined, steps, curve, gamma).sum())
+        lines.append(f"kept as source (never released): {kept} of {total} ({100.0 * kept / total:.1f} %)")
         up = lambda t: comfy.utils.common_upscale(t, W, H, "nearest-exact", "disabled").movedim(1, -1)  # noqa: E731
-        return io.NodeOutput(up(sched.expand(-1, 3, -1, -1)), up(owners))
+        return io.NodeOutput(up(sched.expand(-1, 3, -1, -1)), up(owners), "\n".join(lines))
 
 
 NODES = [PixelsExemplar, PixelsProgressiveSampler, PixelsProgressiveEdit, PixelsReleaseSchedule]

@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from . import masks as _masks
 from . import pixels as _px
 
 SHAPES = ("disk", "square")
@@ -499,9 +500,9 @@ def falloff(mask: torch.Tensor, width: float, side: str = "outside", curve: str 
 # ----------------------------------------------------------------------------------------------
 
 def resize(m: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Bring a map to ``h x w`` the way the sampler does (centre-crop to the aspect ratio, bilinear)."""
+    """Bring a map to ``h x w`` the way the sampler does (the pack's rule, :func:`pixels_core.masks.fit`)."""
     x, restore = _check(m, "map")
-    return restore(_px.fit_to(x[:, None], int(h), int(w))[:, 0])
+    return restore(_masks.fit(x[:, None], int(h), int(w), name="map")[:, 0])
 
 
 def combine(a: torch.Tensor, b: torch.Tensor, mode: str = "min", amount: float = 1.0) -> torch.Tensor:
@@ -520,7 +521,7 @@ def combine(a: torch.Tensor, b: torch.Tensor, mode: str = "min", amount: float =
     if xa.shape[0] != xb.shape[0] and 1 not in (xa.shape[0], xb.shape[0]):
         raise ValueError(f"map_a has batch {xa.shape[0]} and map_b batch {xb.shape[0]}: give equal batches or one map")
     if xb.shape[-2:] != xa.shape[-2:]:
-        xb = _px.fit_to(xb[:, None], *xa.shape[-2:])[:, 0]
+        xb = _masks.fit(xb[:, None], *xa.shape[-2:], name="map_b")[:, 0]
     xa, xb = xa.clamp(0, 1), xb.clamp(0, 1)
     if mode == "min":
         c = torch.minimum(xa, xb)

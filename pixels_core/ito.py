@@ -22,6 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from . import masks
 from .inversion import check_sigmas, ddim_step, invert, noised_trajectory, predict
 from .parameterization import get as _param
 
@@ -55,31 +56,12 @@ def check_params(lam: float, t_u: int, k: int, lr: float, steps: int, has_guidan
 
 
 def prepare_mask(mask: torch.Tensor | None, batch: int, h: int, w: int, name: str = "mask") -> torch.Tensor | None:
-    """Edit mask as ``(batch, 1, h, w)`` in [0, 1] (1 = edit region), resized to the latent grid.
-
-    Accepts ``(H, W)``, ``(B, H, W)`` or ``(B, 1, H, W)`` at any size: a mask of another size is resized
-    (bilinear with antialiasing, so a binary mask becomes its coverage fraction at the border). Batch 1 is shared.
-    """
+    """Edit mask as ``(batch, 1, h, w)`` in [0, 1] (1 = edit region) on the latent grid, by the pack's one mask
+    contract and resize rule (:mod:`pixels_core.masks`: centre crop to the aspect ratio, then bilinear, antialiased
+    when shrinking, so a binary mask becomes its coverage fraction at the border). Batch 1 is shared."""
     if mask is None:
         return None
-    m = torch.as_tensor(mask)
-    if m.ndim == 2:
-        m = m[None, None]
-    elif m.ndim == 3:
-        m = m[:, None]
-    elif m.ndim != 4 or m.shape[1] != 1:
-        raise ValueError(f"{name}: expected a single-channel mask (H, W), (B, H, W) or (B, 1, H, W); "
-                         f"got shape {tuple(m.shape)}")
-    if m.numel() == 0:
-        raise ValueError(f"{name} is empty")
-    m = m.float()
-    if not torch.isfinite(m).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if m.shape[0] not in (1, batch):
-        raise ValueError(f"{name} has batch {m.shape[0]} but the latent has batch {batch}: give one mask or one per image")
-    if tuple(m.shape[-2:]) != (h, w):
-        m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-    return m.clamp(0.0, 1.0).expand(batch, -1, -1, -1)
+    return masks.to_grid(mask, batch, h, w, name).expand(batch, -1, -1, -1)
 
 
 def _expand_like(t: torch.Tensor, ref: torch.Tensor, name: str) -> torch.Tensor:

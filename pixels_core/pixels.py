@@ -1,4 +1,5 @@
-"""PIXELS: progressive exemplar-driven editing with per-pixel release (pixels-paper.txt, Algorithm 1).
+"""PIXELS: progressive exemplar-driven editing with per-pixel release (Algorithm 1 of Das Biswas, Shreve, Li, Singhal
+and Roy, "PIXELS: Progressive Image Exemplar-based Editing with Latent Surgery"; code: amazon-science/PIXELS).
 
 Polarity is the paper's: an edit map value of 1 (white) keeps the source, 0 (black) takes the
 exemplar, grey sets *when* a pixel is released to the denoiser (darker = earlier = more change).
@@ -6,13 +7,17 @@ exemplar, grey sets *when* a pixel is released to the denoiser (darker = earlier
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 
 import torch
 
+from . import masks
 from .parameterization import get as _param
 
 CURVES = ("linear", "quadratic", "cubic", "log", "sigmoid")
+FINALS = ("source", "model")
+log = logging.getLogger("pixels")
 
 
 def threshold(i: int, n: int, curve: str = "linear", gamma: float = 1.0) -> float:
@@ -64,46 +69,20 @@ def release_step(edit_map: torch.Tensor, n: int, curve: str = "linear", gamma: f
 # Edit maps and exemplars
 # ----------------------------------------------------------------------------------------------
 
-def fit_to(t: torch.Tensor, h: int, w: int, mode: str = "bilinear") -> torch.Tensor:
-    """Centre-crop ``t`` (N, C, H, W) to the aspect ratio of ``h x w`` and resize it there (bilinear)."""
-    H, W = t.shape[-2:]
-    if (H, W) == (h, w):
-        return t
-    target = w / h
-    if abs(W / H - target) > 1e-3:
-        if W / H > target:  # too wide: crop width
-            nw = max(1, round(H * target))
-            x0 = (W - nw) // 2
-            t = t[..., :, x0:x0 + nw]
-        else:
-            nh = max(1, round(W / target))
-            y0 = (H - nh) // 2
-            t = t[..., y0:y0 + nh, :]
-    return torch.nn.functional.interpolate(t, size=(h, w), mode=mode, align_corners=False)
-
-
-def prepare_map(edit_map: torch.Tensor, batch: int, h: int, w: int, name: str = "edit_map") -> torch.Tensor:
-    """Validate an edit map and bring it to ``(batch or 1, 1, h, w)`` at latent resolution (bilinear).
+def prepare_map(edit_map: torch.Tensor, batch: int, h: int, w: int, name: str = "edit_map",
+                black_point: float = 0.0) -> torch.Tensor:
+    """Validate an edit map and bring it to ``(batch or 1, 1, h, w)`` on the latent grid (the pack's resize rule,
+    :func:`pixels_core.masks.fit`: centre crop to the aspect ratio, then bilinear, antialiased when shrinking).
 
     Accepts ``(H, W)``, ``(B, H, W)`` (ComfyUI MASK) or ``(B, 1, H, W)``; values must lie in [0, 1].
+    ``black_point``: values at or below it count as 0 (black) on the latent grid, so a dark region whose edge the
+    resize softened, or a near-black paint, still takes the exemplar (Algorithm 1 fills only where the map is 0).
     """
-    m = torch.as_tensor(edit_map)
-    if m.ndim == 2:
-        m = m[None, None]
-    elif m.ndim == 3:
-        m = m[:, None]
-    elif m.ndim != 4 or m.shape[1] != 1:
-        raise ValueError(f"{name}: expected a mask shaped (H, W), (B, H, W) or (B, 1, H, W), got {tuple(m.shape)}")
-    if m.numel() == 0:
-        raise ValueError(f"{name} is empty: give a grey-level map the size of the source image")
-    m = m.float()
-    if not torch.isfinite(m).all():
-        raise ValueError(f"{name} contains NaN or infinite values: rebuild the map (every value must be in [0, 1])")
-    if m.min() < -1e-6 or m.max() > 1 + 1e-6:
-        raise ValueError(f"{name} has values outside [0, 1] (min {m.min():.3g}, max {m.max():.3g}): normalise it first")
-    if m.shape[0] not in (1, batch):
-        raise ValueError(f"{name} has batch {m.shape[0]} but the source has batch {batch}: give one map or one per source image")
-    return fit_to(m.clamp(0, 1), h, w)
+    bp = float(black_point)
+    if not 0.0 <= bp < 1.0:
+        raise ValueError(f"black_point of {name} must be in [0, 1), got {black_point}")
+    m = masks.to_grid(edit_map, batch, h, w, name)
+    return torch.where(m <= bp, torch.zeros_like(m), m) if bp > 0 else m
 
 
 def compose_maps(maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,6 +111,37 @@ def check_releases(combined: torch.Tensor, n: int, curve: str, gamma: float) -> 
         raise ValueError(f"edit map is too bright for {n} steps: no pixel is ever released "
                          f"(the highest threshold is {threshold(n - 1, n, curve, gamma):.3f}). "
                          "Darken the map, use more steps or another curve")
+
+
+def exemplar_coverage(combined: torch.Tensor, owner: torch.Tensor, k: int, thr0: float = 0.0) -> list[int]:
+    """Latent pixels each of the ``k`` exemplars fills at step 0 (Algorithm 1, line 10: where ``map <= thr_0``)."""
+    filled = combined <= thr0
+    return [int((filled & (owner == j)).sum()) for j in range(k)]
+
+
+def check_coverage(maps: list[torch.Tensor], combined: torch.Tensor, owner: torch.Tensor, thr0: float) -> list[int]:
+    """Raise a clear error when an exemplar would fill no latent pixel (it would then have no effect at all)."""
+    counts = exemplar_coverage(combined, owner, len(maps), thr0)
+    total = combined[:, 0].numel()
+    for j, c in enumerate(counts):
+        log.info("PIXELS: exemplar %d fills %d of %d latent pixels at step 0", j + 1, c, total)
+        if c == 0:
+            own = maps[j].expand_as(combined)
+            darkest = float(own.min())
+            why = (f"its map's darkest value on the {combined.shape[-1]}x{combined.shape[-2]} latent grid is "
+                   f"{darkest:.3g}, above the step-0 threshold {thr0:.3g}") if darkest > thr0 else (
+                "every pixel where its map is black is taken by an earlier exemplar")
+            raise ValueError(
+                f"edit_map of exemplar {j + 1}: the exemplar fills no latent pixel, so it would have no effect. "
+                f"Algorithm 1 puts the exemplar only where the map is black (0) at the first step, and {why}. "
+                f"Paint pure black where the exemplar should come in, or raise black_point on its PIXELS Exemplar "
+                f"node to at least {darkest:.3g} (values at or below it count as black)")
+    return counts
+
+
+def never_released(combined: torch.Tensor, n: int, curve: str = "linear", gamma: float = 1.0) -> torch.Tensor:
+    """Pixels the map holds through every one of the ``n`` steps (``map > thr_{n-1}``): they keep the source."""
+    return combined > threshold(n - 1, n, curve, gamma)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,8 +188,8 @@ euler_step_sampler.__name__ = "sample_euler"
 @torch.no_grad()
 def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None, *, source, noise,
                   exemplars, exemplar_noises, edit_maps, add_noise=None, param="eps", sampler=None,
-                  sampler_options=None, curve="linear", gamma=1.0, mode="auto", noise_sampler=None):
-    """PIXELS progressive sampling (pixels-paper.txt, Algorithm 1) with K exemplars in one pass.
+                  sampler_options=None, curve="linear", gamma=1.0, mode="auto", noise_sampler=None, final="source"):
+    """PIXELS progressive sampling (Algorithm 1) with K exemplars in one pass.
 
     ``x`` is the noised source at ``sigmas[0]`` (as the host made it); ``source``/``noise`` are the clean
     source latent and its one noise draw; ``exemplars``/``exemplar_noises``/``edit_maps`` are K clean
@@ -187,6 +197,14 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     any k-diffusion sampler (default Euler); ``mode`` is ``"stepwise"`` (exact Algorithm 1: the state is
     overwritten between single steps of ``sampler``), ``"wrapped"`` (for multistep samplers: see
     :func:`_wrapped`) or ``"auto"`` (stepwise for samplers without history).
+
+    ``final``: what the pixels the map never releases (``map > thr_{N-1}``) end as. ``"source"`` (default): exactly
+    the source latent (noised to ``sigmas[-1]``, so the clean source when the schedule ends at 0), as the paper's
+    "white keeps the source" says. ``"model"``: Algorithm 1 read literally, where nothing is held after the last
+    step, so those pixels end at the model's last denoising of the re-inserted source.
+
+    Raises ``ValueError`` when an exemplar would fill no latent pixel at step 0 (it would have no effect): see
+    :func:`check_coverage` and ``prepare_map``'s ``black_point``.
     """
     extra_args = {} if extra_args is None else extra_args
     sampler = euler_step_sampler if sampler is None else sampler
@@ -200,10 +218,15 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     if len(exemplars) != len(edit_maps) or len(exemplars) != len(exemplar_noises):
         raise ValueError(f"got {len(exemplars)} exemplars, {len(edit_maps)} edit maps and "
                          f"{len(exemplar_noises)} exemplar noises: give one map and one noise per exemplar")
+    if final not in FINALS:
+        raise ValueError(f"final must be one of {FINALS}, got {final!r}")
     combined, owner = compose_maps(list(edit_maps))
     check_releases(combined, n, curve, gamma)
-    thr = [threshold(i, n, curve, gamma) for i in range(n)] + [1.0]
-    held = [(combined > t).to(x.dtype) for t in thr]  # held[n]: nothing is held after the last step
+    thr = [threshold(i, n, curve, gamma) for i in range(n)]
+    check_coverage(list(edit_maps), combined, owner, thr[0])
+    held = [(combined > t).to(x.dtype) for t in thr]
+    # held[n]: after the last step. "source" keeps the never-released pixels on the source; "model" holds nothing.
+    held.append(held[n - 1] if final == "source" else torch.zeros_like(held[0]))
 
     # Step 0: latent surgery (Algorithm 1, line 10), nested over exemplars through ``owner``.
     fill = torch.zeros_like(x)
@@ -220,11 +243,15 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     if mode == "auto":
         mode = "stepwise" if is_single_step(sampler) else "wrapped"
     if mode == "stepwise":
-        return _stepwise(model, z, sigmas, extra_args, callback, sampler, sampler_options, held, renoise, noise_sampler)
-    if mode == "wrapped":
-        return _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, sampler_options, held, renoise,
-                        source, noise, add_noise, noise_sampler)
-    raise ValueError(f"mode must be 'auto', 'stepwise' or 'wrapped', got {mode!r}")
+        z = _stepwise(model, z, sigmas, extra_args, callback, sampler, sampler_options, held, renoise, noise_sampler)
+    elif mode == "wrapped":
+        z = _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, sampler_options, held, renoise,
+                     source, noise, add_noise, noise_sampler)
+    else:
+        raise ValueError(f"mode must be 'auto', 'stepwise' or 'wrapped', got {mode!r}")
+    if final == "source":  # bit for bit: the never-released pixels are the source at the schedule's end
+        z = torch.where(held[n].bool(), add_noise(sigmas[-1], noise, source).to(z.dtype), z)
+    return z
 
 
 class _DenoiserProxy:

@@ -1,4 +1,5 @@
-"""sync-SDE: semantic editing with coupled SDEs (sync-sde-summary.txt; the authors' Flux update, design.md §3.4).
+"""sync-SDE: "Semantic Editing with Coupled Stochastic Differential Equations" (Jianxin Zhang, Clayton Scott,
+arXiv:2509.24223); the authors' Flux update (Z-Jianxin/syncSDE-release), design.md §3.4.
 
 One Brownian path drives both the source and the edited image. The source state lies on that path,
 ``X_src,i = alpha_i (x0_src + B_i)``; the edit is the accumulated drift difference ``D``; the output is
@@ -23,6 +24,19 @@ Both kinds share one formula, ``alpha = 1`` (eps) or ``1 - s`` (flow):
     f(x) = 2(x0hat - x)/s - [flow] x/(1-s),   increment variance 2 m dS / alpha(m)^3.
 We accumulate ``D`` in the algebraically identical difference form
     D <- D + (2 (x0hat_tgt - x0hat_src)/s - D (2/s + [flow] 1/(1-s))) (s_i - s_{i+1}).
+
+Exponential integrator (an option beyond the paper, ``integrator="exponential"``): with the prediction difference
+``Delta = x0hat_tgt - x0hat_src`` frozen over a step, the edit obeys the linear ODE ``dD/ds = k(s) D - 2 Delta/s``,
+``k = 2/s + [flow] 1/(1-s)``, whose exact solution from ``s_i`` to ``s_{i+1}`` is
+    D <- rho D + Delta (alpha_{i+1} - rho alpha_i),   rho = (s_{i+1}/s_i)^2 alpha_i/alpha_{i+1}
+(eps: ``D <- r^2 D + (1 - r^2) Delta``, ``r = s_{i+1}/s_i``; the last step to 0 gives ``D = Delta``). Euler's error
+on the linear part (about 7e-4 of the edit on SD1.x at 20 steps) goes away: a model whose predictions do not depend
+on the state (source prompt -> x0_src, target prompt -> x_tgt) lands on ``x_tgt`` exactly.
+
+Masks, ``m`` in [0, 1], 1 = may change: the edit runs where ``m > 0`` (``D`` is confined there after every step, so
+outside it stays exactly 0) and the output is ``x0_src + m D``: a grey level keeps that fraction of the edit, whatever
+the model. For a binary mask this is exactly the confinement of the first release (``D`` multiplied by the mask
+after each step), which for grey levels compounded to ``m^N`` (about 1 % of the edit at 0.5).
 """
 from __future__ import annotations
 
@@ -30,6 +44,7 @@ import math
 
 import torch
 
+from .masks import check_values as _check_mask_values
 from .parameterization import get as _param
 
 try:  # progress bar like k-diffusion's samplers; optional
@@ -39,6 +54,7 @@ except Exception:  # pragma: no cover
 
 DEMO_STEPS = 28
 DEMO_START_INDEX = 4
+INTEGRATORS = ("euler", "exponential")  # the authors' Euler step on the drift difference; exact linear part
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,10 +155,31 @@ def drift(x: torch.Tensor, x0hat: torch.Tensor, sigma, kind="eps") -> torch.Tens
     return out - x / (1.0 - sigma) if _param(kind).is_flow else out
 
 
+def step_coefficients(s: float, s_next: float, kind="eps", integrator="euler") -> tuple[float, float]:
+    """``(a, c)`` of one step ``D <- a D + c Delta`` from sigma ``s`` to ``s_next``, ``Delta = x0hat_tgt - x0hat_src``.
+
+    ``"euler"`` (the authors'): ``a = 1 - k h``, ``c = 2 h / s``, ``k = 2/s + [flow] 1/(1-s)``, ``h = s - s_next``.
+    ``"exponential"``: the exact solution of ``dD/ds = k D - 2 Delta/s`` with ``Delta`` frozen over the step,
+    ``a = rho = (s_next/s)^2 alpha(s)/alpha(s_next)``, ``c = alpha(s_next) - rho alpha(s)``, ``alpha = 1`` (eps) or
+    ``1 - s`` (flow); at ``s_next = 0``: ``a = 0``, ``c = 1``.
+    """
+    flow = _param(kind).is_flow
+    if integrator == "euler":
+        h = s - s_next
+        k = 2.0 / s + (1.0 / (1.0 - s) if flow else 0.0)
+        return 1.0 - k * h, 2.0 * h / s
+    if integrator == "exponential":
+        a0, a1 = (1.0 - s, 1.0 - s_next) if flow else (1.0, 1.0)
+        rho = (s_next / s) ** 2 * a0 / a1
+        return rho, a1 - rho * a0
+    raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
+
+
 @torch.no_grad()
 def sample_syncsde(model, x, sigmas, extra_args=None, callback=None, disable=None, *, source, kind="eps",
-                   start_index=None, start_sigma=None, resample=False, seed=0, noise=None, mask=None):
-    """sync-SDE coupled editing sampler (sync-sde-summary.txt; authors' update, design.md §3.4).
+                   start_index=None, start_sigma=None, resample=False, seed=0, noise=None, mask=None,
+                   integrator="euler"):
+    """sync-SDE coupled editing sampler (Zhang & Scott, arXiv:2509.24223; the authors' update, design.md §3.4).
 
     ``model(cat([X_src, X_tgt]), sigma_batch, **extra_args)`` must return the denoised x0 of both halves in
     ONE call: the first half under the source conditioning (and source CFG), the second under the target's.
@@ -150,16 +187,23 @@ def sample_syncsde(model, x, sigmas, extra_args=None, callback=None, disable=Non
     are built from the shared Brownian path, not from ``x``). ``kind``: ``"eps"`` (VE sigma form) or
     ``"flow"``. ``start_index`` (default 4) or ``start_sigma``: where the edit starts. ``resample``: a fresh
     path sample every step (FlowEdit-like; the authors' ``resample=True``). ``seed``: path noise;
-    ``noise``: explicit iid draws (N, B, ...) instead. ``mask``: optional, broadcastable to the latent,
-    1 = may change; ``D`` is multiplied by it after each step (edit confined to the mask).
+    ``noise``: explicit iid draws (N, B, ...) instead. ``mask``: optional, broadcastable to the latent, values in
+    [0, 1], 1 = may change: ``D`` evolves where ``m > 0`` and the output is ``x0_src + m D`` (a grey level keeps
+    that fraction of the edit; 0 keeps the source exactly). ``integrator``: ``"euler"`` (the authors' step, default) or
+    ``"exponential"`` (exact for the linear part of the edit ODE, beyond the paper; :func:`step_coefficients`).
     Returns ``x0_src + D``.
     """
     extra_args = {} if extra_args is None else extra_args
     kind = _param(kind).kind
+    if integrator not in INTEGRATORS:
+        raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
     check_schedule(sigmas, kind)
     if source.shape[0] != x.shape[0] or source.shape[1:] != x.shape[1:]:
         raise ValueError(f"source latent {tuple(source.shape)} and sampler latent {tuple(x.shape)} differ: "
                          "connect the source latent (VAE Encode of the source image) as the latent")
+    check_source(source)
+    if mask is not None:
+        _check_mask_values(mask, "mask")
     start = resolve_start(sigmas, start_index, start_sigma, kind)
     n = sigmas.numel() - 1
     dev, dt = x.device, x.dtype
@@ -177,6 +221,13 @@ def sample_syncsde(model, x, sigmas, extra_args=None, callback=None, disable=Non
         path = brownian_path(sigmas.cpu(), noise.to(dev, dt), kind, first=start)
     if mask is not None:
         mask = mask.to(dev, dt)
+        try:
+            fits = torch.broadcast_shapes(mask.shape, x0.shape) == x0.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"mask {tuple(mask.shape)} does not broadcast to the latent {tuple(x0.shape)}")
+        support = (mask > 0).to(dt)  # where the edit may run at all
     flow = kind == "flow"
     sl = sigmas.tolist()
     d = torch.zeros_like(x0)
@@ -184,7 +235,7 @@ def sample_syncsde(model, x, sigmas, extra_args=None, callback=None, disable=Non
     if _trange is not None and disable is not True:
         steps = _trange(start, n, disable=disable)
     for i in steps:
-        s, h = sl[i], sl[i] - sl[i + 1]
+        s = sl[i]
         if resample:
             b_i = (torch.randn(x0.shape, generator=gen, dtype=torch.float32) * std[i]).to(dev, dt)
         else:
@@ -199,12 +250,19 @@ def sample_syncsde(model, x, sigmas, extra_args=None, callback=None, disable=Non
             raise ValueError(f"sync-SDE model returned batch {den.shape[0]} for input batch {2 * b}")
         if callback is not None:
             callback({"x": xx[b:], "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": den[b:]})
-        # D <- D + (2 (x0hat_tgt - x0hat_src)/s - D (2/s + [flow] 1/(1-s))) h
-        k = 2.0 / s + (1.0 / (1.0 - s) if flow else 0.0)
-        d.mul_(1.0 - k * h).add_(den[b:] - den[:b], alpha=2.0 * h / s)
+        # Euler: D <- D + (2 (x0hat_tgt - x0hat_src)/s - D (2/s + [flow] 1/(1-s))) h; exponential: exact linear part
+        a, c = step_coefficients(s, sl[i + 1], kind, integrator)
+        d.mul_(a).add_(den[b:] - den[:b], alpha=c)
         if mask is not None:
-            d.mul_(mask)
-    return x0 + d
+            d.mul_(support)
+    return x0 + d if mask is None else x0 + mask * d
+
+
+def check_source(source: torch.Tensor, name: str = "latent_image") -> None:
+    """Raise a clear ``ValueError`` unless the source latent is finite."""
+    if not bool(torch.isfinite(source).all()):
+        raise ValueError(f"{name}: the source latent contains NaN or infinite values. sync-SDE edits an existing "
+                         "image: connect VAE Encode of a valid source image")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,8 +8,12 @@ Standard library only. Use it from the command line:
 
 ``run`` accepts both formats (UI JSON saved from the ComfyUI menu, or API JSON), uploads the images that
 ``LoadImage`` nodes name from ``--inputs`` (default: ``workflows/inputs`` next to this file), queues the prompt,
-waits for it, and saves every output image to ``--out``. ``--comfyui PATH`` starts a ComfyUI from that folder
-for the run (CPU or GPU, whatever that install does by default) and stops it afterwards.
+waits for it, and saves every output image to ``--out``/<subfolder>/<filename>. File names are confined: an image
+name that would read from outside ``--inputs`` (absolute, ``..``, a symlink out, a backslash or drive letter) is
+refused before anything is uploaded (exit code 2), and an output name from the server that would land outside
+``--out`` is not saved (the others are; exit code 2 at the end): see ``safe_input_path`` and ``safe_output_path``.
+``--comfyui PATH`` starts a ComfyUI from that folder for the run (CPU or GPU, whatever that install does by
+default) and stops it afterwards.
 
 Or as a library: ``Client(url).run(prompt)``, ``ui_to_api(ui, object_info)``, ``api_to_ui(api, object_info)``.
 """
@@ -39,6 +43,98 @@ class WorkflowError(RuntimeError):
     """ComfyUI refused or failed a prompt; the message carries ComfyUI's own error text."""
 
 
+class UnsafePathError(ValueError):
+    """A file name from a workflow or from the server would reach outside its folder; nothing was read or written."""
+
+
+# ----------------------------------------------------------------------------------------------
+# File-name safety: what a workflow or a server names stays inside --inputs / --out
+# ----------------------------------------------------------------------------------------------
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def _name_parts(value, what: str) -> list[str]:
+    """The '/'-separated parts of a relative name (``.`` and empty parts dropped), or UnsafePathError saying why
+    ``value`` is not one: not a string, a control character (NUL, CR, LF, ...), a backslash, absolute, a drive
+    letter, or a ``..`` part. ``what`` names the value in the message ("name", "subfolder", "file name")."""
+    if not isinstance(value, str):
+        raise UnsafePathError(f"the {what} is not a string")
+    if _has_control(value):
+        raise UnsafePathError(f"the {what} contains a control character such as NUL, CR or LF")
+    if "\\" in value:
+        raise UnsafePathError(f"the {what} contains a backslash")
+    if value.startswith("/"):
+        raise UnsafePathError(f"the {what} is an absolute path")
+    if pathlib.PureWindowsPath(value).drive:
+        raise UnsafePathError(f"the {what} has a drive letter")
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafePathError(f"the {what} contains a '..' part")
+    return parts
+
+
+def _inside(base: pathlib.Path, parts: list[str]) -> pathlib.Path:
+    """``base/parts`` resolved (symlinks followed), or UnsafePathError when that is not strictly inside ``base``."""
+    path = base.joinpath(*parts).resolve()
+    try:
+        rel = path.relative_to(base)
+    except ValueError:
+        raise UnsafePathError(f"it resolves to {path}") from None
+    if not rel.parts:
+        raise UnsafePathError("it names the folder itself")
+    return path
+
+
+def safe_input_path(inputs_dir, name) -> pathlib.Path:
+    """The resolved local file a ``LoadImage`` image ``name`` (``a.png``, ``sub/a.png``) means in ``inputs_dir``.
+
+    Raises UnsafePathError unless the name is relative, has no ``..`` part, backslash, drive letter or control
+    character, and resolves (symlinks followed) to a path strictly inside the resolved ``inputs_dir``. The file
+    need not exist."""
+    base = pathlib.Path(inputs_dir).resolve()
+    try:
+        return _inside(base, _name_parts(name, "name"))
+    except UnsafePathError as e:
+        raise UnsafePathError(f"image name {name!r} is not inside the inputs folder {base} ({e})") from None
+
+
+def safe_output_path(out_dir, subfolder, filename) -> pathlib.Path:
+    """The resolved path ``out_dir/subfolder/filename`` where an output image the server names is saved.
+
+    ``subfolder`` may be empty or a relative path; ``filename`` must be a plain file name (no ``/``). Raises
+    UnsafePathError when either is absolute, has a ``..`` part, a backslash, a drive letter or a control
+    character (NUL, CR, LF, ...), or when the result (symlinks followed) is not strictly inside the resolved
+    ``out_dir``."""
+    base = pathlib.Path(out_dir).resolve()
+    try:
+        sub = _name_parts(subfolder if subfolder is not None else "", "subfolder")
+        name = _name_parts(filename, "file name")
+        if name != [filename]:
+            raise UnsafePathError("the file name is not a plain file name" if filename else "the file name is empty")
+        return _inside(base, sub + name)
+    except UnsafePathError as e:
+        raise UnsafePathError(f"output image {filename!r} (subfolder {subfolder!r}) is not inside the output "
+                              f"folder {base} ({e})") from None
+
+
+def _form_filename(name: str) -> str:
+    """The ``filename`` parameter(s) of a multipart Content-Disposition header for ``name``, safe to send.
+
+    ``"`` and ``\\`` are backslash-quoted; CR, LF, NUL and other control characters are refused (ValueError);
+    non-ASCII characters are percent-encoded as UTF-8 in ``filename`` (RFC 7578 section 4.2) and the exact name
+    is added as ``filename*=UTF-8''...`` (RFC 5987), which ComfyUI's server (aiohttp) prefers."""
+    if not isinstance(name, str) or not name or _has_control(name):
+        raise ValueError(f"upload file name {name!r} is empty or contains a control character such as CR, LF or "
+                         "NUL; refusing to send it")
+    plain = "".join(c if c.isascii() else urllib.parse.quote(c, safe="") for c in name)
+    out = 'filename="' + plain.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if not name.isascii():
+        out += "; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # HTTP client
 # ----------------------------------------------------------------------------------------------
@@ -60,15 +156,24 @@ class Client:
     def object_info(self) -> dict:
         return self.get_json("/object_info")
 
-    def upload(self, path, name: str | None = None) -> str:
-        """Upload an image into ComfyUI's input folder (overwriting a file of that name); returns its name."""
+    def upload(self, path, name: str | None = None, subfolder: str = "") -> str:
+        """Upload an image into ComfyUI's input folder, or its ``subfolder`` (overwriting a file of that name);
+        returns the name the server stored (``subfolder/name`` when in a subfolder). A ``name`` with a control
+        character (CR, LF, ...) raises ValueError before anything is sent; see :func:`_form_filename`."""
         path = pathlib.Path(path)
         name = name or path.name
+        disposition = _form_filename(name)
+        if _has_control(subfolder):
+            raise ValueError(f"upload subfolder {subfolder!r} contains a control character; refusing to send it")
         boundary = uuid.uuid4().hex
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if _has_control(ctype) or '"' in ctype:
+            ctype = "application/octet-stream"
+        fields = [("overwrite", "true")] + ([("subfolder", subfolder)] if subfolder else [])
         body = b"".join([
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n".encode(),
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
+            *(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
+              for k, v in fields),
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; {disposition}\r\n"
             f"Content-Type: {ctype}\r\n\r\n".encode(), path.read_bytes(), f"\r\n--{boundary}--\r\n".encode()])
         out = json.loads(self._req("/upload/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}))
         return out["name"] if not out.get("subfolder") else f"{out['subfolder']}/{out['name']}"
@@ -141,19 +246,24 @@ class Events:
 
     def __init__(self, url: str, client_id: str):
         u = urllib.parse.urlparse(url)
+        host = u.netloc.rpartition("@")[2]
+        if _has_control(host) or _has_control(client_id) or " " in client_id:
+            raise ValueError(f"websocket: refusing a host {host!r} or client id {client_id!r} with control characters")
         self.sock = socket.create_connection((u.hostname, u.port or 80), timeout=30)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\n"
+        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {host}\r\n"
                            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(4096)
             if not chunk:
+                self.close()
                 raise ConnectionError("websocket handshake: the server closed the connection")
             head += chunk
         head, self.buf = head.split(b"\r\n\r\n", 1)
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            self.close()
             raise ConnectionError(f"websocket handshake refused: {head[:200]!r}")
 
     def _read(self, n: int) -> bytes:
@@ -388,6 +498,56 @@ def image_inputs(api: dict) -> list[str]:
                    if n["class_type"] == "LoadImage" and isinstance(n["inputs"].get("image"), str)})
 
 
+def upload_inputs(client: Client, api: dict, inputs_dir) -> dict[str, str]:
+    """Upload the images ``LoadImage`` nodes name from ``inputs_dir`` (``sub/a.png`` into the server's input
+    subfolder ``sub``) and point those nodes at the names the server stored; returns {workflow name: stored name}.
+
+    Every name is checked with :func:`safe_input_path` first: an unsafe one raises UnsafePathError naming the node
+    and the image before anything is read or uploaded. Names with no file in ``inputs_dir`` are left as they are
+    (the server may have them)."""
+    todo = {}
+    for nid, node in api.items():
+        name = node.get("inputs", {}).get("image") if node.get("class_type") == "LoadImage" else None
+        if not isinstance(name, str):
+            continue
+        try:
+            todo.setdefault(name, safe_input_path(inputs_dir, name))
+        except UnsafePathError as e:
+            raise UnsafePathError(f"node {nid} (LoadImage): {e}; nothing was uploaded") from None
+    stored = {}
+    for name, path in todo.items():
+        if path.is_file():
+            subfolder, _, base = "/".join(_name_parts(name, "name")).rpartition("/")
+            stored[name] = client.upload(path, base, subfolder=subfolder)
+    for node in api.values():
+        if node.get("class_type") == "LoadImage" and node.get("inputs", {}).get("image") in stored:
+            node["inputs"]["image"] = stored[node["inputs"]["image"]]
+    return stored
+
+
+def save_outputs(client: Client, outputs: dict, out_dir) -> tuple[list[pathlib.Path], list[str]]:
+    """Download every output image of ``outputs`` to ``out_dir/<subfolder>/<filename>``.
+
+    Each path is checked with :func:`safe_output_path`; an image that would land outside ``out_dir`` is neither
+    downloaded nor written, and the others still are. Returns (paths written, one message per refused image)."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    saved, refused = [], []
+    for nid, node_out in outputs.items():
+        for img in (node_out.get("images") or [] if isinstance(node_out, dict) else []):
+            if not isinstance(img, dict) or img.get("type") != "output":
+                continue
+            try:
+                dest = safe_output_path(out, img.get("subfolder") or "", img.get("filename"))
+            except UnsafePathError as e:
+                refused.append(f"node {nid}: {e}; not saved")
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(client.download(img))
+            saved.append(dest)
+    return saved, refused
+
+
 def set_value(api: dict, assignment: str) -> None:
     """Apply ``NODE.INPUT=VALUE`` (VALUE parsed as JSON where it parses, else a string)."""
     key, _, raw = assignment.partition("=")
@@ -464,10 +624,11 @@ def main(argv=None) -> int:
             set_value(api, a)
         if args.seed is not None:
             set_seed(api, args.seed)
-        for name in image_inputs(api):
-            src = pathlib.Path(args.inputs) / name
-            if src.exists():
-                client.upload(src)
+        try:
+            upload_inputs(client, api, args.inputs)
+        except UnsafePathError as e:
+            print(f"refused: {e}", file=sys.stderr)
+            return 2
         t0 = time.monotonic()
 
         def show(msg):
@@ -483,12 +644,15 @@ def main(argv=None) -> int:
             print()
         except OSError:  # no websocket (a proxy in between): poll instead
             outputs = client.run(api)
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for img in output_images(outputs):
-            (out / img["filename"]).write_bytes(client.download(img))
-            print(out / img["filename"])
+        saved, refused = save_outputs(client, outputs, args.out)
+        for path in saved:
+            print(path)
+        for msg in refused:
+            print(f"refused: {msg}", file=sys.stderr)
         print(f"done in {time.monotonic() - t0:.1f} s")
+        if refused:
+            print(f"{len(refused)} output image(s) not saved: their names reach outside {args.out}", file=sys.stderr)
+            return 2
     except WorkflowError as e:
         print(f"ComfyUI error: {e}", file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
 """Writes the bundled example inputs in workflows/inputs/ (procedural, deterministic, made by this script).
 
 source: a meadow under a blue sky; exemplar: a beach at sunset; exemplar2: a snowy field;
-map: left-to-right grey ramp (PIXELS polarity: white keeps the source); mask: a drawn blob;
+map: white left quarter (keeps the source), a grey ramp across the middle half, black right quarter (takes the
+exemplar: Algorithm 1 fills the exemplar only where the map is black); mask: a drawn blob;
 depth: a synthetic depth map (near = bright).
 Run: python tools/make_example_inputs.py
 """
@@ -49,7 +50,9 @@ def main():
     beach.save(OUT / "pixels_exemplar.png")
     snow = scene((150, 160, 180), (210, 215, 225), (245, 245, 250), (220, 225, 235), 320, (100, 80, 30), (240, 240, 240), 3)
     snow.save(OUT / "pixels_exemplar2.png")
-    ramp = np.tile(np.linspace(255, 0, S)[None, :], (S, 1)).astype(np.uint8)  # white left keeps source
+    x = np.arange(S) / (S - 1)
+    row = np.clip((0.75 - x) / 0.5, 0.0, 1.0) * 255  # white left quarter, ramp, black right quarter
+    ramp = np.tile(np.round(row)[None, :], (S, 1)).astype(np.uint8)
     Image.fromarray(ramp, "L").save(OUT / "pixels_map.png")
     mask = Image.new("L", (S, S), 0)
     md = ImageDraw.Draw(mask)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pixels_core import editmap as em
+from pixels_core import masks
 from pixels_core import pixels as px
 
 import numpy as np
@@ -238,7 +239,7 @@ def test_combine_broadcasts_batch_and_resizes():
     b = rand(1, 16, 16, dtype=torch.float32)
     out = em.combine(a, b, "max")
     assert out.shape == (3, 8, 8)
-    assert torch.allclose(out, torch.maximum(a, px.fit_to(b[:, None], 8, 8)[:, 0]))
+    assert torch.allclose(out, torch.maximum(a, masks.fit(b[:, None], 8, 8)[:, 0]))
     with pytest.raises(ValueError, match="batch"):
         em.combine(rand(2, 4, 4), rand(3, 4, 4))
 
@@ -247,7 +248,7 @@ def test_preview_matches_release_step():
     m = em.ramp(32, 32, batch=2)
     small, img, steps = em.preview(m, 4, 4, steps=10)
     assert small.shape == img.shape == steps.shape == (2, 4, 4)
-    assert torch.allclose(small, px.fit_to(m[:, None], 4, 4)[:, 0])
+    assert torch.allclose(small, masks.fit(m[:, None], 4, 4)[:, 0])
     assert torch.equal(steps, px.release_step(small.float(), 10))
     assert torch.allclose(img, steps.float() / 10)
     text = em.release_summary(steps, 10)

@@ -1,4 +1,5 @@
-"""PIXELS progressive sampler (pixels-paper.txt, Algorithm 1) against analytic denoisers."""
+"""PIXELS progressive sampler (Algorithm 1 of "PIXELS: Progressive Image Exemplar-based Editing with Latent Surgery")
+against analytic denoisers."""
 import math
 
 import pytest
@@ -70,7 +71,7 @@ def test_k1_equals_algorithm1(kind, mode):
 
     ref = algorithm1(spy, src, ex, ramp, noise, ex_noise, sigmas, param, states=ref_states)
     ref_inputs, seen = seen, []
-    out = run(spy, src, ex, ramp, noise, ex_noise, sigmas, param, mode=mode)
+    out = run(spy, src, ex, ramp, noise, ex_noise, sigmas, param, mode=mode, final="model")
     assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5), (out - ref).abs().max()
     # step by step, not only at the end (the analytic model snaps to one of its images at the last sigma)
     assert len(seen) == len(ref_inputs) == len(sigmas) - 1
@@ -84,7 +85,8 @@ def test_k1_equals_algorithm1(kind, mode):
 
 
 @pytest.mark.parametrize("kind", ["eps", "flow"])
-def test_map_one_ends_at_source_and_map_zero_starts_from_exemplar(kind):
+@pytest.mark.parametrize("mode", ["stepwise", "wrapped"])
+def test_map_one_ends_at_source_and_map_zero_starts_from_exemplar(kind, mode):
     param = P.get(kind)
     model, src, ex, noise, ex_noise, ramp = setup(kind, seed=1, per_pixel=True)
     emap = torch.zeros(1, 1, H, W)
@@ -96,18 +98,80 @@ def test_map_one_ends_at_source_and_map_zero_starts_from_exemplar(kind):
         return model(x, sigma, **kw)
 
     sigmas = karras(10) if kind == "eps" else flow_sigmas(10)
-    out = run(spy, src, ex, emap, noise, ex_noise, sigmas, param)
+    out = run(spy, src, ex, emap, noise, ex_noise, sigmas, param, mode=mode)
     right = emap == 0
     want0 = param.add_noise(sigmas[0], ex_noise, ex)
     assert torch.allclose(seen[0].masked_select(right), want0.masked_select(right), atol=1e-6)
-    left = emap == 1
-    # within the denoiser's error: the last step returns D(noised source at sigma_{N-1}) there ...
-    last = model(param.add_noise(sigmas[-2], noise, src), sigmas[-2].expand(1))
-    assert torch.allclose(out.masked_select(left), last.masked_select(left), atol=1e-6)
-    # ... which is the source up to the posterior's error at that noise level
-    assert (out - src).masked_select(left).abs().mean() < 5e-3
-    # and the right half moved away from the source
-    assert (out - src).masked_select(right).abs().mean() > 0.1
+    left = (emap == 1).expand_as(out)
+    assert torch.equal(out[left], src[left])  # bit for bit: white keeps the source (default)
+    assert (out - src).masked_select(right).abs().mean() > 0.1  # the right half moved away from the source
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+@pytest.mark.parametrize("mode", ["stepwise", "wrapped"])
+def test_kept_pixels_whatever_the_model_predicts(kind, mode):
+    """A model that predicts the exemplar everywhere: by default white pixels still end exactly at the source; the
+    paper-literal last step hands them to the model, which takes them to the exemplar."""
+    param = P.get(kind)
+    _, src, ex, noise, ex_noise, _ = setup(kind, seed=8)
+    always_exemplar = lambda x, sigma, **kw: ex.expand_as(x).clone()  # noqa: E731
+    emap = torch.ones(1, 1, H, W)
+    emap[..., 0, 0] = 0.0
+    emap[..., 1, :] = 0.5
+    sigmas = karras(10) if kind == "eps" else flow_sigmas(10)
+    kept = (emap == 1).expand_as(src)
+    out = run(always_exemplar, src, ex, emap, noise, ex_noise, sigmas, param, mode=mode)
+    assert torch.equal(out[kept], src[kept])
+    literal = run(always_exemplar, src, ex, emap, noise, ex_noise, sigmas, param, mode=mode, final="model")
+    assert torch.allclose(literal[kept], ex[kept], atol=1e-5)
+    assert (literal - src)[kept].abs().mean() > 0.3
+    released = ~kept  # pixels the map releases are the same under both rules
+    assert torch.equal(out[released], literal[released])
+
+
+def test_final_rule_is_checked():
+    model, src, ex, noise, ex_noise, ramp = setup("eps")
+    with pytest.raises(ValueError, match="final"):
+        run(model, src, ex, ramp, noise, ex_noise, karras(4), P.EPS, final="exemplar")
+
+
+def test_exemplar_without_black_pixels_is_refused_and_black_point_takes_it():
+    model, src, ex, noise, ex_noise, _ = setup("eps", seed=3)
+    near_black = torch.ones(1, 1, H, W)
+    near_black[..., :, :4] = 1 / 255  # painted "black" that is not exactly 0
+    with pytest.raises(ValueError, match=r"exemplar 1: the exemplar fills no latent pixel.*black_point.*0\.00392"):
+        run(model, src, ex, near_black, noise, ex_noise, karras(6), P.EPS)
+    m = px.prepare_map(near_black, 1, H, W, black_point=0.01)
+    assert torch.equal(m[..., :, :4], torch.zeros(1, 1, H, 4)) and torch.equal(m[..., :, 4:], near_black[..., :, 4:])
+    seen = []
+
+    def spy(x, sigma, **kw):
+        seen.append(x.clone())
+        return model(x, sigma, **kw)
+
+    sigmas = karras(6)
+    run(spy, src, ex, m, noise, ex_noise, sigmas, P.EPS)
+    want0 = P.EPS.add_noise(sigmas[0], ex_noise, ex)
+    assert torch.equal(seen[0][..., :4], want0[..., :4])
+    with pytest.raises(ValueError, match="black_point"):
+        px.prepare_map(near_black, 1, H, W, black_point=1.0)
+
+
+def test_exemplar_shadowed_by_an_earlier_one_is_refused():
+    model, src, ex, noise, ex_noise, _ = setup("eps", seed=3)
+    m1 = torch.zeros(1, 1, H, W)
+    m2 = torch.ones(1, 1, H, W)
+    m2[..., :2] = 0.0
+    x = P.EPS.add_noise(14.6, noise, src)
+    with pytest.raises(ValueError, match="exemplar 2.*taken by an earlier exemplar"):
+        px.sample_pixels(model, x, karras(4), source=src, noise=noise, exemplars=[ex, ex],
+                         exemplar_noises=[ex_noise, ex_noise], edit_maps=[m1, m2])
+
+
+def test_coverage_counts_pixels_at_step_zero():
+    combined, owner = px.compose_maps([torch.tensor([[[[0.0, 0.0, 0.5, 1.0]]]]), torch.tensor([[[[1.0, 0.0, 0.0, 1.0]]]])])
+    assert px.exemplar_coverage(combined, owner, 2) == [2, 1]
+    assert px.never_released(combined, 4).tolist() == [[[[False, False, False, True]]]]
 
 
 @pytest.mark.parametrize("curve", px.CURVES)
@@ -116,6 +180,7 @@ def test_release_order_follows_curve(curve, gamma):
     param = P.EPS
     model, src, ex, noise, ex_noise, _ = setup("eps", seed=2)
     emap = torch.rand(1, 1, H, W, generator=torch.Generator().manual_seed(3))
+    emap[..., 0, 0] = 0.0  # one pixel takes the exemplar (an exemplar that fills nothing is refused)
     sigmas = karras(10)
     seen = []
 

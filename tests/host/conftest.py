@@ -89,6 +89,12 @@ class Server(comfy_client.Client):
         except comfy_client.WorkflowError as e:
             raise AssertionError(f"ComfyUI failed the prompt: {e}\n--- server log tail ---\n{self.log()[-4000:]}")
 
+    def latent(self, outputs, node: str, index: int = 0):
+        """The tensor a ``SaveLatent`` node ``node`` wrote (its ``latents`` output), loaded from the server."""
+        import safetensors.torch
+        entry = outputs[node]["latents"][index]
+        return safetensors.torch.load(self.download(entry))["latent_tensor"].double()
+
     def run_watched(self, prompt, timeout=None, on_event=None):
         try:
             return super().run_watched(prompt, timeout, on_event)
@@ -102,6 +108,8 @@ def comfy(tmp_path_factory, models_dir):
     for sub in ("custom_nodes", "user", "output", "input", "models"):
         (base / sub).mkdir()
     (base / "custom_nodes" / "comfyui-pixels-edit").symlink_to(REPO, target_is_directory=True)
+    # test-only nodes (known-answer model, NaN masks); never part of the pack
+    (base / "custom_nodes" / "pixels-test-nodes").symlink_to(HERE / "test_nodes", target_is_directory=True)
     for folder in models_dir.iterdir():
         if folder.is_dir():
             (base / "models" / folder.name).symlink_to(folder, target_is_directory=True)

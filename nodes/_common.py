@@ -1,0 +1,41 @@
+"""Host checks shared by the pack's nodes: clear errors naming the input before anything reaches a model."""
+from __future__ import annotations
+
+import torch
+
+
+def vae_ratio(vae) -> int:
+    """Pixels per latent cell of ``vae`` (8 for SD/SDXL/SD3/Flux, 16 for Flux.2), asked of the VAE itself."""
+    try:
+        r = vae.spacial_compression_encode()
+        return int(r[-1] if isinstance(r, (tuple, list)) else r)
+    except Exception:
+        return 8
+
+
+def check_image(img, name: str, vae) -> None:
+    """Clear errors for images the VAE cannot encode: wrong layout, too small, NaN."""
+    if not torch.is_tensor(img) or img.ndim != 4 or img.shape[-1] < 3:
+        raise ValueError(f"{name}: expected an IMAGE (batch, height, width, 3), got "
+                         f"{tuple(img.shape) if torch.is_tensor(img) else type(img).__name__}")
+    ratio = vae_ratio(vae)
+    h, w = img.shape[1:3]
+    if min(h, w) < 2 * ratio:
+        raise ValueError(f"{name} is {w}x{h} px: this VAE works in {ratio}x{ratio} px cells and needs at least "
+                         f"{2 * ratio}x{2 * ratio} px; scale the image up (e.g. ImageScale)")
+    if not bool(torch.isfinite(img).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_latent(model, samples: torch.Tensor, name: str) -> torch.Tensor:
+    """Clear errors for a latent the model cannot take (another family's channel count, NaN); returns it."""
+    if not torch.is_tensor(samples) or samples.ndim < 4:
+        raise ValueError(f"{name}: expected a LATENT (batch, channels, height, width), got "
+                         f"{tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__}")
+    want = getattr(model.get_model_object("latent_format"), "latent_channels", samples.shape[1])
+    if samples.shape[1] != want:
+        raise ValueError(f"{name}: it has {samples.shape[1]} latent channels but this model works on {want}-channel "
+                         "latents: encode it with the VAE that belongs to the model")
+    if not bool(torch.isfinite(samples).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return samples
