@@ -368,8 +368,8 @@ class PixelsITOSampler(io.ComfyNode):
         if guidance is not None and lam < 1.0:
             g = source_latent(model, guidance, "guidance")
             if g.shape[1:] != samples.shape[1:]:
-                raise ValueError(f"guidance: its latent is {g.shape[-1] * 8}x{g.shape[-2] * 8} px with {g.shape[1]} "
-                                 f"channels but the source is {samples.shape[-1] * 8}x{samples.shape[-2] * 8} px with "
+                raise ValueError(f"guidance: its latent is {g.shape[-1]}x{g.shape[-2]} cells with {g.shape[1]} "
+                                 f"channels but the source latent is {samples.shape[-1]}x{samples.shape[-2]} cells with "
                                  f"{samples.shape[1]}: make the guidance image from this source (PIXELS ITO Guidance "
                                  "Image) or scale it to the source size before VAE Encode")
         m = mask_for(mask, latent, samples)
