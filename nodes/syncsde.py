@@ -231,9 +231,7 @@ def make_sampler(start_step: int = core.DEMO_START_INDEX, start_sigma: float = 0
         if not getattr(guider, "is_syncsde_guider", False):
             raise ValueError("PIXELS Sync-SDE Sampler needs the PIXELS Sync-SDE Guider on SamplerCustomAdvanced's "
                              "guider input (it supplies the source and target conditioning)")
-        source = model.latent_image
-        if source is not None:
-            core.check_source(source, latent_name)
+        source = model.latent_image  # finite: the guider checked it (check_latent) before sampling began
         if source is None or torch.count_nonzero(source) == 0:
             raise ValueError(f"{latent_name}: the source latent is empty (all zeros). sync-SDE edits an existing "
                              "image: connect VAE Encode of the source image")

@@ -16,10 +16,14 @@ def derive_seed(seed: int, *salt) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") & (2 ** 63 - 1)
 
 
+def generator(seed: int, *salt) -> torch.Generator:
+    """A CPU generator seeded with ``derive_seed(seed, *salt)``."""
+    return torch.Generator(device="cpu").manual_seed(derive_seed(seed, *salt))
+
+
 def randn(shape, seed: int, *salt, dtype=torch.float32) -> torch.Tensor:
-    """Standard normals of ``shape`` from a CPU generator seeded with ``derive_seed(seed, *salt)``."""
-    g = torch.Generator(device="cpu").manual_seed(derive_seed(seed, *salt))
-    return torch.randn(tuple(shape), generator=g, dtype=dtype, device="cpu")
+    """Standard normals of ``shape`` from :func:`generator` ``(seed, *salt)``."""
+    return torch.randn(tuple(shape), generator=generator(seed, *salt), dtype=dtype, device="cpu")
 
 
 def fingerprint(t: torch.Tensor) -> str:
@@ -43,8 +47,7 @@ class ItemNoiseSampler:
     def __init__(self, reference: torch.Tensor, seed: int, *salt):
         self.shape = tuple(reference.shape[1:])
         self.device, self.dtype = reference.device, reference.dtype
-        self.gens = [torch.Generator(device="cpu").manual_seed(derive_seed(seed, *salt, fingerprint(r)))
-                     for r in reference]
+        self.gens = [generator(seed, *salt, fingerprint(r)) for r in reference]
 
     def __call__(self, sigma=None, sigma_next=None) -> torch.Tensor:
         draws = [torch.randn(self.shape, generator=g, device="cpu")[None] for g in self.gens]
