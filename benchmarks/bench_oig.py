@@ -195,16 +195,22 @@ def run_config(name, parts, size, steps, device):
                               cache_device="cpu")
 
 
+def pack_module(name: str):
+    """A module of the pack imported as a package (``nodes`` alone would collide with ComfyUI's own nodes.py)."""
+    import importlib
+    import importlib.util
+    if "pixels_pack" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("pixels_pack", REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
+        pack = importlib.util.module_from_spec(spec)
+        sys.modules["pixels_pack"] = pack
+        spec.loader.exec_module(pack)
+    return importlib.import_module(f"pixels_pack.{name}")
+
+
 def clip_embed(model, px):
-    """ComfyUI's CLIP vision forward with out-of-place residuals (as nodes/oig.py's clip_vision_embed)."""
-    from comfy.ldm.modules.attention import optimized_attention_for_device
-    vm = model.vision_model
-    x = vm.pre_layrnorm(vm.embeddings(px))
-    attention = optimized_attention_for_device(x.device, mask=False, small_input=True)
-    for layer in vm.encoder.layers:
-        x = x + layer.self_attn(layer.layer_norm1(x), None, attention)
-        x = x + layer.mlp(layer.layer_norm2(x))
-    return model.visual_projection(vm.post_layernorm(x[:, 0, :]))
+    """The OIG node's own CLIP vision forward (out-of-place residuals): nodes/_oig.py's clip_vision_embed."""
+    return pack_module("nodes._oig").clip_vision_embed(model, px)
 
 
 def rss_mb() -> float:

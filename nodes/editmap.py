@@ -1,26 +1,22 @@
-"""Edit-map nodes (pixels-paper.txt: "growing and blurring, histogram transformations ... depth maps"): thin wrappers
-over pixels_core.editmap, all on ComfyUI MASK (B, H, W) in [0, 1]."""
+"""Edit-map operations on existing maps (grow, blur, levels, equalise, stretch, invert, quantise, combine): thin
+wrappers over pixels_core.editmap, all on ComfyUI MASK (B, H, W) in [0, 1]. Maps made from depth, ramps, mask
+falloffs and the map preview are in nodes/editmap_make.py."""
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-import comfy.utils
-
 from ..pixels_core import editmap as core
-from ..pixels_core import pixels as px
 
 CATEGORY = "PIXELS/edit maps"
-# same strings as PixelsExemplar's map_polarity (nodes/pixels.py), so a preview reads the map as the sampler will
-POLARITIES = ["white keeps source (paper)", "white takes exemplar (inpaint mask)"]
 MAP_TIP = ("Edit map (ComfyUI MASK, values 0..1). In this pack white (1) keeps the source, black (0) is edited from the "
            "first step, grey is released part-way (darker = earlier); the ops themselves work on either polarity.")
 
 
-def _map_input(name="map", tip=MAP_TIP):
+def map_input(name="map", tip=MAP_TIP):
     return io.Mask.Input(name, tooltip=tip)
 
 
-def _out():
+def map_outputs():
     return [io.Mask.Output(display_name="map")]
 
 
@@ -32,7 +28,7 @@ class PixelsMapGrow(io.ComfyNode):
             description="Grows (grey dilation: white spreads) or shrinks (grey erosion) a map by a number of pixels. "
                         "Works on grey maps, not only binary masks; same result as scipy.ndimage.grey_dilation/erosion.",
             inputs=[
-                _map_input(),
+                map_input(),
                 io.Int.Input("pixels", default=8, min=-1024, max=1024,
                              tooltip="How far white regions grow, in pixels (negative shrinks them). Raising it spreads "
                                      "bright values further."),
@@ -40,7 +36,7 @@ class PixelsMapGrow(io.ComfyNode):
                                tooltip="Footprint: disk grows evenly in all directions (round corners); square grows as "
                                        "far diagonally as straight (keeps square corners; like ComfyUI's GrowMask)."),
             ],
-            outputs=_out(),
+            outputs=map_outputs(),
         )
 
     @classmethod
@@ -56,12 +52,12 @@ class PixelsMapBlur(io.ComfyNode):
             description="Gaussian blur / feather of a map (separable, exact kernel of radius 4 sigma, mirrored borders; "
                         "matches scipy.ndimage.gaussian_filter). Turns hard mask edges into gradual releases.",
             inputs=[
-                _map_input(),
+                map_input(),
                 io.Float.Input("sigma", default=8.0, min=0.0, max=1024.0, step=0.1,
                                tooltip="Standard deviation in pixels (0 = unchanged). Raising it widens the soft edge "
                                        "(about 2 sigma on each side of a hard edge)."),
             ],
-            outputs=_out(),
+            outputs=map_outputs(),
         )
 
     @classmethod
@@ -77,7 +73,7 @@ class PixelsMapLevels(io.ComfyNode):
             description="Levels as in an image editor: values at or below the black point become out_black, at or above "
                         "the white point out_white, with a gamma curve between.",
             inputs=[
-                _map_input(),
+                map_input(),
                 io.Float.Input("black", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Input black point. Raising it turns more dark greys fully black."),
                 io.Float.Input("white", default=1.0, min=0.0, max=1.0, step=0.01,
@@ -90,7 +86,7 @@ class PixelsMapLevels(io.ComfyNode):
                 io.Float.Input("out_white", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Output value of white. Lowering it releases even white pixels late in sampling."),
             ],
-            outputs=_out(),
+            outputs=map_outputs(),
         )
 
     @classmethod
@@ -106,11 +102,11 @@ class PixelsMapEqualize(io.ComfyNode):
             description="Histogram equalisation of each map: spreads its grey levels evenly over 0..1, so the progressive "
                         "sampler releases about the same number of pixels at every step.",
             inputs=[
-                _map_input(),
+                map_input(),
                 io.Int.Input("bins", default=256, min=2, max=65536,
                              tooltip="Histogram bins. Raising it separates close grey levels more finely."),
             ],
-            outputs=_out(),
+            outputs=map_outputs(),
         )
 
     @classmethod
@@ -125,14 +121,14 @@ class PixelsMapStretch(io.ComfyNode):
             node_id="PixelsMapStretch", display_name="PIXELS Map Stretch", category=CATEGORY,
             description="Contrast stretch of each map between two percentiles of its own values (robust auto-levels).",
             inputs=[
-                _map_input(),
+                map_input(),
                 io.Float.Input("low_percentile", default=1.0, min=0.0, max=100.0, step=0.1,
                                tooltip="This percentile becomes black. Raising it clips more of the darkest values to 0."),
                 io.Float.Input("high_percentile", default=99.0, min=0.0, max=100.0, step=0.1,
                                tooltip="This percentile becomes white (above the low one). Lowering it clips more of the "
                                        "brightest values to 1."),
             ],
-            outputs=_out(),
+            outputs=map_outputs(),
         )
 
     @classmethod
@@ -147,8 +143,8 @@ class PixelsMapInvert(io.ComfyNode):
             node_id="PixelsMapInvert", display_name="PIXELS Map Invert", category=CATEGORY,
             description="1 - map: swaps what is kept and what is edited (e.g. an inpaint mask, white = change, into the "
                         "paper's polarity, white = keep).",
-            inputs=[_map_input()],
-            outputs=_out(),
+            inputs=[map_input()],
+            outputs=map_outputs(),
         )
 
     @classmethod
@@ -163,117 +159,16 @@ class PixelsMapQuantize(io.ComfyNode):
             node_id="PixelsMapQuantize", display_name="PIXELS Map Quantize", category=CATEGORY,
             description="Rounds the map to N evenly spaced grey levels, so the sampler releases it in N hard-edged groups.",
             inputs=[
-                _map_input(),
+                map_input(),
                 io.Int.Input("levels", default=4, min=2, max=256,
                              tooltip="Number of grey levels (black and white included). Raising it gives smoother steps."),
             ],
-            outputs=_out(),
+            outputs=map_outputs(),
         )
 
     @classmethod
     def execute(cls, map, levels) -> io.NodeOutput:
         return io.NodeOutput(core.quantize(map, levels))
-
-
-class PixelsMapFromDepth(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="PixelsMapFromDepth", display_name="PIXELS Map From Depth", category=CATEGORY,
-            description="Turns a depth image (e.g. from a Depth Anything / MiDaS preprocessor) into an edit map in paper "
-                        "polarity (white = keep): normalises it per image and ramps from the kept side to the edited side.",
-            inputs=[
-                io.Image.Input("depth", tooltip="Depth image (grey; the mean of R, G and B is used). Normalised per image."),
-                io.Combo.Input("edit", options=["far", "near"], default="far",
-                               tooltip="Which side is edited: far (e.g. new background, keep the subject) or near."),
-                io.Combo.Input("white_is", options=["near", "far"], default="near",
-                               tooltip="What a bright depth value means. near for MiDaS / Depth Anything / ZoeDepth outputs."),
-                io.Float.Input("range_start", default=0.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Normalised depth (0 = kept side, 1 = edited side) where editing begins. Raising "
-                                       "it keeps more of the scene untouched."),
-                io.Float.Input("range_end", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Normalised depth where editing is full (edited from the first step). Lowering it "
-                                       "edits more of the scene fully; closer to range_start gives a harder edge."),
-            ],
-            outputs=_out(),
-        )
-
-    @classmethod
-    def execute(cls, depth, edit, white_is, range_start, range_end) -> io.NodeOutput:
-        if depth.ndim != 4:
-            raise ValueError(f"depth: expected an IMAGE shaped (B, H, W, C), got {tuple(depth.shape)}")
-        return io.NodeOutput(core.from_depth(depth[..., :3].mean(-1), edit, white_is, range_start, range_end))
-
-
-class PixelsMapRamp(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="PixelsMapRamp", display_name="PIXELS Map Ramp", category=CATEGORY,
-            description="A gradient map for gradual spatial changes (the paper's forest-to-beach): linear at an angle, "
-                        "or radial around a centre. Black at the start of the ramp, white from its end.",
-            inputs=[
-                io.Combo.Input("kind", options=list(core.RAMP_KINDS), default="linear",
-                               tooltip="linear: along a direction; radial: by distance from a centre."),
-                io.Int.Input("width", default=512, min=1, max=16384, step=8,
-                             tooltip="Width in pixels (ignored when a reference image is connected)."),
-                io.Int.Input("height", default=512, min=1, max=16384, step=8,
-                             tooltip="Height in pixels (ignored when a reference image is connected)."),
-                io.Float.Input("angle", default=0.0, min=-360.0, max=360.0, step=1.0,
-                               tooltip="Linear ramp direction in degrees, counter-clockwise: 0 = dark left to white right, "
-                                       "90 = dark bottom to white top."),
-                io.Float.Input("start", default=0.0, min=-4.0, max=4.0, step=0.01,
-                               tooltip="Where the ramp leaves black: position along the direction (0..1 across the image) "
-                                       "or radius (1 = half the shorter side). Raising it widens the black part."),
-                io.Float.Input("end", default=1.0, min=-4.0, max=4.0, step=0.01,
-                               tooltip="Where the ramp reaches white. Closer to start gives a harder transition; "
-                                       "below start reverses the ramp."),
-                io.Float.Input("center_x", default=0.5, min=-2.0, max=3.0, step=0.01,
-                               tooltip="Radial centre, as a fraction of the width (0 = left edge)."),
-                io.Float.Input("center_y", default=0.5, min=-2.0, max=3.0, step=0.01,
-                               tooltip="Radial centre, as a fraction of the height (0 = top edge)."),
-                io.Int.Input("batch_size", default=1, min=1, max=4096,
-                             tooltip="Number of maps (ignored when a reference image is connected)."),
-                io.Image.Input("reference", optional=True,
-                               tooltip="Optional image whose size and batch the ramp takes (e.g. the source image)."),
-            ],
-            outputs=_out(),
-        )
-
-    @classmethod
-    def execute(cls, kind, width, height, angle, start, end, center_x, center_y, batch_size,
-                reference=None) -> io.NodeOutput:
-        if reference is not None:
-            batch_size, height, width = reference.shape[0], reference.shape[1], reference.shape[2]
-        return io.NodeOutput(core.ramp(height, width, kind, angle, start, end, center_x, center_y, batch_size))
-
-
-class PixelsMapFalloff(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="PixelsMapFalloff", display_name="PIXELS Map Falloff", category=CATEGORY,
-            description="Soft edge of a chosen width around a binary mask, by exact Euclidean distance: 1 in the mask, "
-                        "falling to 0 over width pixels. Unlike a blur, the edge has exactly the width you ask for.",
-            inputs=[
-                io.Mask.Input("mask", tooltip="Mask; pixels at or above threshold are inside."),
-                io.Float.Input("width", default=32.0, min=0.0, max=8192.0, step=1.0,
-                               tooltip="Width of the soft edge in pixels (0 = the binary mask). Raising it makes the "
-                                       "transition more gradual."),
-                io.Combo.Input("side", options=list(core.FALLOFF_SIDES), default="outside",
-                               tooltip="outside: the mask keeps its size and the edge grows out of it; inside: the edge "
-                                       "fades into the mask; centered: the edge straddles the mask border."),
-                io.Combo.Input("curve", options=list(core.FALLOFF_CURVES), default="linear",
-                               tooltip="Shape of the edge: linear, smooth (smoothstep) or cosine; the last two ease in and out."),
-                io.Float.Input("threshold", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip="Mask values at or above this count as inside. Raising it makes the mask smaller."),
-            ],
-            outputs=_out(),
-        )
-
-    @classmethod
-    def execute(cls, mask, width, side, curve, threshold) -> io.NodeOutput:
-        return io.NodeOutput(core.falloff(mask, width, side, curve, threshold))
 
 
 class PixelsMapCombine(io.ComfyNode):
@@ -284,15 +179,15 @@ class PixelsMapCombine(io.ComfyNode):
             description="Combines two maps: min, max, multiply or screen. map_b is fitted to map_a (centre crop + "
                         "bilinear) and a single map is used for every image of a batch.",
             inputs=[
-                _map_input("map_a", "First map; sets the output size and batch."),
-                _map_input("map_b", "Second map."),
+                map_input("map_a", "First map; sets the output size and batch."),
+                map_input("map_b", "Second map."),
                 io.Combo.Input("mode", options=list(core.COMBINE_MODES), default="min",
                                tooltip="min: darker wins (paper polarity: edit where either map edits); max: brighter "
                                        "wins (edit only where both edit); multiply: a*b; screen: 1-(1-a)(1-b)."),
                 io.Float.Input("amount", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Blend from map_a (0) to the combination (1). Raising it applies more of map_b."),
             ],
-            outputs=_out(),
+            outputs=map_outputs(),
         )
 
     @classmethod
@@ -300,57 +195,5 @@ class PixelsMapCombine(io.ComfyNode):
         return io.NodeOutput(core.combine(map_a, map_b, mode, amount))
 
 
-class PixelsMapPreview(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="PixelsMapPreview", display_name="PIXELS Map Preview", category=CATEGORY,
-            description="Shows a map as the progressive sampler sees it: fitted to the latent grid (centre crop, then "
-                        "antialiased bilinear, as the sampler does) and turned into the release step of each latent "
-                        "pixel: black = released at the first step, white = never (kept as source). Also outputs the "
-                        "latent-size map and a text table of how many pixels are released at each step.",
-            inputs=[
-                _map_input(),
-                io.Combo.Input("map_polarity", options=POLARITIES, default=POLARITIES[0],
-                               tooltip="How the sampler will read this map (set it as on PIXELS Exemplar)."),
-                io.Int.Input("steps", default=40, min=1, max=10000, tooltip="Steps actually run by the sampler."),
-                io.Combo.Input("curve", options=list(px.CURVES), default="linear",
-                               tooltip="Release-threshold curve, as on the sampler. log releases earlier (more change); "
-                                       "quadratic/cubic later (more of the source kept)."),
-                io.Float.Input("gamma", default=1.0, min=0.05, max=20.0, step=0.05,
-                               tooltip="Exponent on the threshold curve, as on the sampler. Raising it releases every "
-                                       "grey pixel later."),
-                io.Int.Input("downscale", default=8, min=1, max=64,
-                             tooltip="Latent downscale factor (8 for SD1.x/SDXL/SD3/Flux); ignored when a latent is connected."),
-                io.Boolean.Input("upscale_preview", default=True,
-                                 tooltip="Show the preview at the map's size (nearest, so the latent grid stays visible); "
-                                         "off gives it at latent size."),
-                io.Latent.Input("latent", optional=True,
-                                tooltip="Optional latent (e.g. VAE Encode of the source) whose size is the latent grid."),
-            ],
-            outputs=[io.Image.Output(display_name="preview"), io.Mask.Output(display_name="latent_map"),
-                     io.String.Output(display_name="summary")],
-        )
-
-    @classmethod
-    def execute(cls, map, map_polarity, steps, curve, gamma, downscale, upscale_preview, latent=None) -> io.NodeOutput:
-        if map_polarity not in POLARITIES:
-            raise ValueError(f"map_polarity must be one of {POLARITIES}, got {map_polarity!r}")
-        m = map if map.ndim == 3 else map[None]
-        H, W = m.shape[-2:]
-        if latent is not None:
-            h, w = latent["samples"].shape[-2:]
-        else:
-            h, w = max(1, H // downscale), max(1, W // downscale)
-        small, img, rel = core.preview(m, h, w, steps, curve, gamma) if map_polarity == POLARITIES[0] else \
-            core.preview(core.invert(m), h, w, steps, curve, gamma)
-        if map_polarity != POLARITIES[0]:
-            small = core.invert(small)
-        img = img[:, None].expand(-1, 3, -1, -1)
-        if upscale_preview:
-            img = comfy.utils.common_upscale(img, W, H, "nearest-exact", "disabled")
-        return io.NodeOutput(img.movedim(1, -1).float().contiguous(), small.float(), core.release_summary(rel, steps))
-
-
 NODES = [PixelsMapGrow, PixelsMapBlur, PixelsMapLevels, PixelsMapEqualize, PixelsMapStretch, PixelsMapInvert,
-         PixelsMapQuantize, PixelsMapFromDepth, PixelsMapRamp, PixelsMapFalloff, PixelsMapCombine, PixelsMapPreview]
+         PixelsMapQuantize, PixelsMapCombine]

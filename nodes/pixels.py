@@ -1,27 +1,24 @@
-"""PIXELS progressive exemplar editing nodes (Das Biswas et al., "PIXELS: Progressive Image Exemplar-based Editing with
-Latent Surgery", Algorithm 1): thin wrappers over pixels_core.pixels."""
+"""PIXELS progressive exemplar editing nodes (Shristi Das Biswas, Matthew Shreve, Xuelu Li, Prateek Singhal, Kaushik
+Roy, "PIXELS: Progressive Image Xemplar-based Editing with Latent Surgery", Algorithm 1): thin wrappers over
+pixels_core.pixels, with the sampler plumbing in nodes/_pixels.py."""
 from __future__ import annotations
-
-import math
 
 import torch
 from comfy_api.latest import io
 
-import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
-import latent_preview
 
 from ..pixels_core import masks
-from ._common import check_image, check_latent
-from ..pixels_core import noise as pxnoise
 from ..pixels_core import pixels as core
+from . import _session as session
+from ._common import check_image, check_latent
+from ._pixels import DEFAULT_BLACK_POINT, POLARITIES, encode_exemplars, make_sampler, map_to_paper
 
 CATEGORY = "PIXELS/progressive editing"
 Exemplars = io.Custom("PIXELS_EXEMPLARS")
 
-POLARITIES = ["white keeps source (paper)", "white takes exemplar (inpaint mask)"]
 CURVE_TIP = ("Release-threshold curve over the steps. linear (paper default) releases grey levels evenly; "
              "log releases earlier (more hallucination); quadratic/cubic later (more adherence to the source); "
              "sigmoid holds the darkest and brightest greys longest.")
@@ -30,8 +27,6 @@ KEPT_TIP = ("What pixels that the map never releases (white, and greys above the
             "(default): exactly the source latent, as the paper's 'white keeps the source' says. 'denoised at last step': "
             "Algorithm 1 read literally, which holds them until the last step and then lets the model denoise them "
             "(they can drift toward what the model predicts).")
-# Half of one 8-bit grey level: what a user paints as black stays black through the float rounding of the resize.
-DEFAULT_BLACK_POINT = 0.002
 BLACK_POINT_TIP = ("Map values at or below this count as black (take the exemplar) on the latent grid. Algorithm 1 fills "
                    "the exemplar only where the map is exactly 0 at the first step; a near-black paint or a dark region "
                    "whose edge the resize softened has no exact zeros there, and the exemplar would do nothing (the sampler "
@@ -39,85 +34,6 @@ BLACK_POINT_TIP = ("Map values at or below this count as black (take the exempla
                    "an 8-bit grey level), only absorbs rounding; 0 is Algorithm 1 to the letter.")
 GAMMA_TIP = ("Exponent on the threshold curve (1 = the curve as is). Raising it releases every grey pixel later "
              "(keeps more of the source); lowering it releases earlier (more change).")
-
-
-def _map_to_paper(mask: torch.Tensor, polarity: str) -> torch.Tensor:
-    if polarity not in POLARITIES:
-        raise ValueError(f"map_polarity must be one of {POLARITIES}, got {polarity!r}")
-    return mask if polarity == POLARITIES[0] else 1.0 - mask
-
-
-def encode_exemplars(vae, exemplars, size=None):
-    """VAE-encode each exemplar image (optionally fitted to ``size`` = (H, W) pixels by the pack's resize rule:
-    centre crop to the aspect ratio, then resize)."""
-    out = []
-    for k, ex in enumerate(exemplars):
-        img = ex["image"][..., :3]
-        if size is not None and tuple(img.shape[1:3]) != tuple(size):
-            img = masks.fit(img.movedim(-1, 1), *size, name=f"exemplar {k + 1} image").movedim(1, -1)
-        check_image(img, f"exemplar {k + 1} image", vae)
-        out.append({"latent": vae.encode(img), "map": ex["map"], "black_point": ex.get("black_point", DEFAULT_BLACK_POINT)})
-    return out
-
-
-def exemplar_noise(source_noise: torch.Tensor, seed: int, k: int) -> torch.Tensor:
-    """The one noise draw of exemplar ``k`` (different from the source's), per batch item from the seed and that
-    item's own source noise: an item gets the same draw alone (LatentFromBatch keeps its batch_index) as in a batch."""
-    return pxnoise.per_item_randn(source_noise, seed, "pixels exemplar", k)
-
-
-def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source", record=None):
-    """A ComfyUI SAMPLER (KSAMPLER) running PIXELS around ``inner`` (a KSAMPLER such as KSamplerSelect's).
-
-    ``record``: an optional dict that receives ``"kept"``, the never-released latent pixels of the last run."""
-    inner_fn = inner.sampler_function
-    inner_opts = dict(getattr(inner, "extra_options", {}) or {})
-
-    def pixels_sampler(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        # model is ComfyUI's KSamplerX0Inpaint: it carries the clean source latent and the one noise draw.
-        base = model.inner_model.inner_model
-        ms = base.model_sampling
-        source, noise = model.latent_image, model.noise
-        b, _, h, w = source.shape
-        seed = int((extra_args or {}).get("seed", 0) or 0)
-        max_denoise = math.isclose(float(ms.sigma_max), float(sigmas[0]), rel_tol=1e-5) or float(sigmas[0]) > float(ms.sigma_max)
-
-        def add_noise(sigma, nz, x0):
-            first = torch.is_tensor(sigma) and bool(torch.isclose(sigma.float(), sigmas[0].float()).all())
-            return ms.noise_scaling(torch.as_tensor(sigma, device=x0.device), nz, x0, max_denoise=max_denoise and first)
-
-        latents, maps, noises = [], [], []
-        for k, ex in enumerate(encoded):
-            raw = ex["latent"]
-            if raw.shape[1] != source.shape[1]:
-                raise ValueError(f"exemplar {k + 1} encodes to {raw.shape[1]}-channel latents but the source latent has "
-                                 f"{source.shape[1]} channels: the VAE does not belong to this model. Use the model's "
-                                 "own VAE (the one that encoded the source) on the PIXELS sampler")
-            lat = base.process_latent_in(raw.to(x.device, x.dtype))
-            if lat.shape[0] not in (1, b):
-                raise ValueError(f"exemplar {k + 1} has batch {lat.shape[0]} but the source has batch {b}: "
-                                 "give one exemplar image or one per source image")
-            if lat.shape[-2:] != (h, w):
-                raise ValueError(f"exemplar {k + 1} is {lat.shape[-1]}x{lat.shape[-2]} latent cells but the source is "
-                                 f"{w}x{h}: scale the exemplar image to the source image's size (e.g. ImageScale with "
-                                 "crop=center) or use PIXELS Progressive Edit, which does it for you")
-            lat = lat.expand(b, -1, -1, -1)
-            latents.append(lat)
-            maps.append(core.prepare_map(ex["map"], b, h, w, name=f"edit_map of exemplar {k + 1}",
-                                         black_point=ex.get("black_point", DEFAULT_BLACK_POINT)).to(x.device, x.dtype))
-            noises.append(exemplar_noise(noise, seed, k).to(x.device, x.dtype))
-        noise_sampler = pxnoise.ItemNoiseSampler(noise, seed, "pixels ancestral")
-        z = core.sample_pixels(model, x, sigmas, extra_args, callback, disable, source=source, noise=noise,
-                               exemplars=latents, exemplar_noises=noises, edit_maps=maps, add_noise=add_noise,
-                               sampler=inner_fn, sampler_options=inner_opts, curve=curve, gamma=gamma,
-                               noise_sampler=noise_sampler, final=final)
-        if record is not None:
-            record["kept"] = core.never_released(core.compose_maps(maps)[0], len(sigmas) - 1, curve, gamma).cpu()
-        return z
-
-    # No inpaint_options: "random" (ddim) would swap model.noise for another draw, and Algorithm 1 re-noises
-    # the source with the very noise it started from.
-    return comfy.samplers.KSAMPLER(pixels_sampler)
 
 
 def _curve_inputs():
@@ -172,7 +88,7 @@ class PixelsExemplar(io.ComfyNode):
         bp = DEFAULT_BLACK_POINT if black_point is None else float(black_point)
         if not 0.0 <= bp < 1.0:
             raise ValueError(f"black_point must be in [0, 1), got {black_point}")
-        entry = {"image": exemplar, "map": _map_to_paper(edit_map, map_polarity), "black_point": bp}
+        entry = {"image": exemplar, "map": map_to_paper(edit_map, map_polarity), "black_point": bp}
         return io.NodeOutput(tuple(previous or ()) + (entry,))
 
 
@@ -223,16 +139,14 @@ class PixelsProgressiveEdit(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="VAE of the model: encodes source and exemplars, decodes the result."),
                 io.Image.Input("source", tooltip="The image to edit. White regions of the edit maps keep it."),
                 Exemplars.Input("exemplars", tooltip="One or more exemplars with maps, from PIXELS Exemplar nodes."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the source's and exemplars' noise draws: same seed, same result."),
-                io.Int.Input("steps", default=40, min=1, max=10000,
-                             tooltip="Steps actually run (the official code runs 40 of 100). More steps give finer grey-level releases."),
-                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance, as in KSampler. Raising it follows the prompt more strongly "
-                                       "(no effect with an empty prompt; the official code uses 17.5 on the SDXL refiner)."),
+                session.seed_input("Seed of the source's and exemplars' noise draws: same seed, same result."),
+                session.steps_input("Steps actually run (the official code runs 40 of 100). More steps give finer "
+                                    "grey-level releases.", 40),
+                session.cfg_input("Classifier-free guidance, as in KSampler. Raising it follows the prompt more strongly "
+                                  "(no effect with an empty prompt; the official code uses 17.5 on the SDXL refiner).", 7.0),
                 io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler",
                                tooltip="Sampler. euler/ddim follow Algorithm 1 exactly."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal", tooltip="Sigma schedule."),
+                session.scheduler_input("Sigma schedule."),
                 io.Float.Input("denoise", default=0.4, min=0.01, max=1.0, step=0.01,
                                tooltip="Start strength t_ds (the official code's denoising_start 0.6 = 0.4). Raising it lets "
                                        "the model traverse further from the surgical latent: more realism, less adherence to the exemplar."),
@@ -253,17 +167,13 @@ class PixelsProgressiveEdit(io.ComfyNode):
         encoded = encode_exemplars(vae, exemplars, size=tuple(source.shape[1:3]))
         record = {}
         sampler = make_sampler(comfy.samplers.sampler_object(sampler_name), encoded, curve, gamma, final, record)
-        total = max(steps, int(steps / denoise)) if denoise < 1.0 else steps
-        sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, total).cpu()[-(steps + 1):]
         src = comfy.sample.fix_empty_latent_channels(model, src)
-        noise = comfy.sample.prepare_noise(src, seed)
         guider = comfy.samplers.CFGGuider(model)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
-        callback = latent_preview.prepare_callback(model, steps)
-        samples = guider.sample(noise, src, sampler, sigmas, callback=callback,
-                                disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
-        samples = samples.to(comfy.model_management.intermediate_device())
+        samples = session.sample(guider, comfy.sample.prepare_noise(src, seed), src, sampler,
+                                 session.schedule(model, scheduler, steps, denoise), seed=seed,
+                                 callback=session.preview(model, steps))
         if final == "source" and "kept" in record:  # the source latent itself, past the latent format's round trip
             samples = torch.where(record["kept"].to(samples.device), src.to(samples), samples)
         return io.NodeOutput(vae.decode(samples), {"samples": samples})

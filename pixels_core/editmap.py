@@ -1,9 +1,11 @@
-"""Edit-map operations for PIXELS (pixels-paper.txt: "growing and blurring, simple histogram transformations on
-binary masks ... depth maps"): turn masks, depth and ramps into grey-level edit maps.
+"""Edit-map operations for PIXELS: turn masks, depth and ramps into grey-level edit maps. The paper (Shristi Das
+Biswas, Matthew Shreve, Xuelu Li, Prateek Singhal, Kaushik Roy, "PIXELS: Progressive Image Xemplar-based Editing with
+Latent Surgery") makes its maps by "growing and blurring, simple histogram transformations on binary masks ... depth
+maps".
 
 Every op is a pure torch function on maps shaped ``(B, H, W)`` (a ComfyUI ``MASK``) or ``(H, W)``; it keeps the
 shape, dtype and device of its input and returns values in [0, 1]. Half-precision maps are computed in float32 and
-cast back. The pack's polarity (pixels-paper.txt, Algorithm 1): 1 = keep the source, 0 = edit fully, grey = released
+cast back. The pack's polarity (the paper's Algorithm 1): 1 = keep the source, 0 = edit fully, grey = released
 part-way (darker = earlier). The ops themselves are polarity-free; :func:`from_depth` returns paper polarity.
 Reference behaviour (tested): grow/shrink = ``scipy.ndimage.grey_dilation``/``grey_erosion`` with the same footprint,
 blur = ``scipy.ndimage.gaussian_filter(mode="reflect", truncate=4)``, distances = ``distance_transform_edt``.

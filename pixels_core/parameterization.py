@@ -1,4 +1,4 @@
-"""How a model family adds noise, the only host knowledge the samplers need (design.md §2).
+"""How a model family adds noise, the only host knowledge the samplers need.
 
 EPS/VE diffusion models (SD1.x, SD2, SDXL): ``x = x0 + sigma * noise``.
 Rectified flow / CONST models (SD3, Flux): ``x = (1 - sigma) * x0 + sigma * noise``.

@@ -118,7 +118,7 @@ ADAPTERS = textwrap.dedent('''
     repo = sys.argv[1]
     spec = importlib.util.spec_from_file_location("pixels_pack", repo + "/__init__.py", submodule_search_locations=[repo])
     pack = importlib.util.module_from_spec(spec); sys.modules["pixels_pack"] = pack; spec.loader.exec_module(pack)
-    import pixels_pack.nodes.oig as n
+    import pixels_pack.nodes._oig as n
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     out = {}

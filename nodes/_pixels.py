@@ -1,0 +1,100 @@
+"""PIXELS host side: exemplar encoding and the SAMPLER that runs Algorithm 1 around any ComfyUI sampler.
+
+The paper: Shristi Das Biswas, Matthew Shreve, Xuelu Li, Prateek Singhal, Kaushik Roy, "PIXELS: Progressive Image
+Xemplar-based Editing with Latent Surgery" (Algorithm 1); the maths is in ``pixels_core.pixels``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+import comfy.samplers
+
+from ..pixels_core import masks
+from ..pixels_core import noise as pxnoise
+from ..pixels_core import pixels as core
+from ._common import check_image
+
+POLARITIES = ["white keeps source (paper)", "white takes exemplar (inpaint mask)"]
+# Half of one 8-bit grey level: what a user paints as black stays black through the float rounding of the resize.
+DEFAULT_BLACK_POINT = 0.002
+
+
+def map_to_paper(mask: torch.Tensor, polarity: str) -> torch.Tensor:
+    if polarity not in POLARITIES:
+        raise ValueError(f"map_polarity must be one of {POLARITIES}, got {polarity!r}")
+    return mask if polarity == POLARITIES[0] else 1.0 - mask
+
+
+def encode_exemplars(vae, exemplars, size=None):
+    """VAE-encode each exemplar image (optionally fitted to ``size`` = (H, W) pixels by the pack's resize rule:
+    centre crop to the aspect ratio, then resize)."""
+    out = []
+    for k, ex in enumerate(exemplars):
+        img = ex["image"][..., :3]
+        if size is not None and tuple(img.shape[1:3]) != tuple(size):
+            img = masks.fit(img.movedim(-1, 1), *size, name=f"exemplar {k + 1} image").movedim(1, -1)
+        check_image(img, f"exemplar {k + 1} image", vae)
+        out.append({"latent": vae.encode(img), "map": ex["map"], "black_point": ex.get("black_point", DEFAULT_BLACK_POINT)})
+    return out
+
+
+def exemplar_noise(source_noise: torch.Tensor, seed: int, k: int) -> torch.Tensor:
+    """The one noise draw of exemplar ``k`` (different from the source's), per batch item from the seed and that
+    item's own source noise: an item gets the same draw alone (LatentFromBatch keeps its batch_index) as in a batch."""
+    return pxnoise.per_item_randn(source_noise, seed, "pixels exemplar", k)
+
+
+def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source", record=None):
+    """A ComfyUI SAMPLER (KSAMPLER) running PIXELS around ``inner`` (a KSAMPLER such as KSamplerSelect's).
+
+    ``record``: an optional dict that receives ``"kept"``, the never-released latent pixels of the last run."""
+    inner_fn = inner.sampler_function
+    inner_opts = dict(getattr(inner, "extra_options", {}) or {})
+
+    def pixels_sampler(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        # model is ComfyUI's KSamplerX0Inpaint: it carries the clean source latent and the one noise draw.
+        base = model.inner_model.inner_model
+        ms = base.model_sampling
+        source, noise = model.latent_image, model.noise
+        b, _, h, w = source.shape
+        seed = int((extra_args or {}).get("seed", 0) or 0)
+        max_denoise = math.isclose(float(ms.sigma_max), float(sigmas[0]), rel_tol=1e-5) or float(sigmas[0]) > float(ms.sigma_max)
+
+        def add_noise(sigma, nz, x0):
+            first = torch.is_tensor(sigma) and bool(torch.isclose(sigma.float(), sigmas[0].float()).all())
+            return ms.noise_scaling(torch.as_tensor(sigma, device=x0.device), nz, x0, max_denoise=max_denoise and first)
+
+        latents, maps, noises = [], [], []
+        for k, ex in enumerate(encoded):
+            raw = ex["latent"]
+            if raw.shape[1] != source.shape[1]:
+                raise ValueError(f"exemplar {k + 1} encodes to {raw.shape[1]}-channel latents but the source latent has "
+                                 f"{source.shape[1]} channels: the VAE does not belong to this model. Use the model's "
+                                 "own VAE (the one that encoded the source) on the PIXELS sampler")
+            lat = base.process_latent_in(raw.to(x.device, x.dtype))
+            if lat.shape[0] not in (1, b):
+                raise ValueError(f"exemplar {k + 1} has batch {lat.shape[0]} but the source has batch {b}: "
+                                 "give one exemplar image or one per source image")
+            if lat.shape[-2:] != (h, w):
+                raise ValueError(f"exemplar {k + 1} is {lat.shape[-1]}x{lat.shape[-2]} latent cells but the source is "
+                                 f"{w}x{h}: scale the exemplar image to the source image's size (e.g. ImageScale with "
+                                 "crop=center) or use PIXELS Progressive Edit, which does it for you")
+            lat = lat.expand(b, -1, -1, -1)
+            latents.append(lat)
+            maps.append(core.prepare_map(ex["map"], b, h, w, name=f"edit_map of exemplar {k + 1}",
+                                         black_point=ex.get("black_point", DEFAULT_BLACK_POINT)).to(x.device, x.dtype))
+            noises.append(exemplar_noise(noise, seed, k).to(x.device, x.dtype))
+        noise_sampler = pxnoise.ItemNoiseSampler(noise, seed, "pixels ancestral")
+        z = core.sample_pixels(model, x, sigmas, extra_args, callback, disable, source=source, noise=noise,
+                               exemplars=latents, exemplar_noises=noises, edit_maps=maps, add_noise=add_noise,
+                               sampler=inner_fn, sampler_options=inner_opts, curve=curve, gamma=gamma,
+                               noise_sampler=noise_sampler, final=final)
+        if record is not None:
+            record["kept"] = core.never_released(core.compose_maps(maps)[0], len(sigmas) - 1, curve, gamma).cpu()
+        return z
+
+    # No inpaint_options: "random" (ddim) would swap model.noise for another draw, and Algorithm 1 re-noises
+    # the source with the very noise it started from.
+    return comfy.samplers.KSAMPLER(pixels_sampler)
