@@ -125,3 +125,10 @@ def mask_inputs():
             io.Float.Input("smoothing", default=D["mask_smooth"], min=0.0, max=16.0, step=0.1,
                            tooltip="Gaussian smoothing sigma in latent pixels (8 image pixels each) before the threshold. "
                                    "Raising it gives rounder, slightly larger masks.")]
+
+
+def check_widgets(t_u, k, lr, steps, encode_ratio=1.0, lam=1.0):
+    """The rules between the ITO widgets (t_u within the decoding steps that encode_ratio leaves, ...), for
+    ``validate_inputs``: a connected guidance image is assumed (it is known only at run time)."""
+    run = len(core.encode_steps(torch.linspace(1.0, 0.0, int(steps) + 1), encode_ratio)) - 1
+    core.check_params(lam, t_u, k, lr, run, True)

@@ -162,3 +162,29 @@ def choice(name: str, value, options) -> None:
     """A clear error when a combo value (e.g. from an edited API workflow) is not one of ``options``."""
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+
+
+def validate(cls, rule, **values) -> bool | str:
+    """The body of a node's ``validate_inputs``: ``True``, or the message of ``rule(**values)``'s ValueError, so a
+    bad combination of widgets is refused when the prompt is queued, before anything runs.
+
+    ComfyUI skips its own min/max check for every input a node validates itself, so the schema's limits are checked
+    here first. A value that is None (an input fed by a link, known only at run time) skips the rule; the node's
+    ``execute`` checks it again then."""
+    limits = {i.id: i for i in cls.define_schema().inputs}
+    for name, value in values.items():
+        inp = limits.get(name)
+        if value is None or inp is None:
+            continue
+        lo, hi = getattr(inp, "min", None), getattr(inp, "max", None)
+        if lo is not None and value < lo:
+            return f"{name} is {value}, below its minimum {lo}"
+        if hi is not None and value > hi:
+            return f"{name} is {value}, above its maximum {hi}"
+    if any(v is None for v in values.values()):
+        return True
+    try:
+        rule(**values)
+    except ValueError as e:
+        return str(e)
+    return True

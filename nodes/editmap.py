@@ -6,6 +6,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..pixels_core import editmap as core
+from . import _session as session
 
 CATEGORY = "PIXELS/edit maps"
 MAP_TIP = ("Edit map (ComfyUI MASK, values 0..1). In this pack white (1) keeps the source, black (0) is edited from the "
@@ -90,6 +91,11 @@ class PixelsMapLevels(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, black=None, white=None, gamma=None, out_black=None, out_white=None):
+        return session.validate(cls, core.check_levels, black=black, white=white, gamma=gamma, out_black=out_black,
+                                out_white=out_white)
+
+    @classmethod
     def execute(cls, map, black, white, gamma, out_black, out_white) -> io.NodeOutput:
         return io.NodeOutput(core.levels(map, black, white, gamma, out_black, out_white))
 
@@ -130,6 +136,11 @@ class PixelsMapStretch(io.ComfyNode):
             ],
             outputs=map_outputs(),
         )
+
+    @classmethod
+    def validate_inputs(cls, low_percentile=None, high_percentile=None):
+        return session.validate(cls, lambda low_percentile, high_percentile: core.check_stretch(
+            low_percentile, high_percentile), low_percentile=low_percentile, high_percentile=high_percentile)
 
     @classmethod
     def execute(cls, map, low_percentile, high_percentile) -> io.NodeOutput:

@@ -2,13 +2,14 @@
 will release it: thin wrappers over pixels_core.editmap, all on ComfyUI MASK (B, H, W) in [0, 1]."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 import comfy.utils
 
 from ..pixels_core import editmap as core
 from ..pixels_core import pixels as px
 from ._pixels import POLARITIES  # PixelsExemplar's map_polarity strings: a preview reads the map as the sampler will
+from . import _session as session
 from .editmap import CATEGORY, map_input, map_outputs
 
 
@@ -34,6 +35,11 @@ class PixelsMapFromDepth(io.ComfyNode):
             ],
             outputs=map_outputs(),
         )
+
+    @classmethod
+    def validate_inputs(cls, range_start=None, range_end=None):
+        return session.validate(cls, lambda range_start, range_end: core.check_depth_range(range_start, range_end),
+                                range_start=range_start, range_end=range_end)
 
     @classmethod
     def execute(cls, depth, edit, white_is, range_start, range_end) -> io.NodeOutput:
@@ -78,6 +84,10 @@ class PixelsMapRamp(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, start=None, end=None):
+        return session.validate(cls, core.check_ramp, start=start, end=end)
+
+    @classmethod
     def execute(cls, kind, width, height, angle, start, end, center_x, center_y, batch_size,
                 reference=None) -> io.NodeOutput:
         if reference is not None:
@@ -117,11 +127,12 @@ class PixelsMapPreview(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="PixelsMapPreview", display_name="PIXELS Map Preview", category=CATEGORY,
+            node_id="PixelsMapPreview", display_name="PIXELS Map Preview", category=CATEGORY, is_output_node=True,
             description="Shows a map as the progressive sampler sees it: fitted to the latent grid (centre crop, then "
                         "antialiased bilinear, as the sampler does) and turned into the release step of each latent "
                         "pixel: black = released at the first step, white = never (kept as source). Also outputs the "
-                        "latent-size map and a text table of how many pixels are released at each step.",
+                        "latent-size map and a text table of how many pixels are released at each step. The preview shows on "
+                        "the node itself (no Preview Image node needed).",
             inputs=[
                 map_input(),
                 io.Combo.Input("map_polarity", options=POLARITIES, default=POLARITIES[0],
@@ -162,7 +173,8 @@ class PixelsMapPreview(io.ComfyNode):
         img = img[:, None].expand(-1, 3, -1, -1)
         if upscale_preview:
             img = comfy.utils.common_upscale(img, W, H, "nearest-exact", "disabled")
-        return io.NodeOutput(img.movedim(1, -1).float().contiguous(), small.float(), core.release_summary(rel, steps))
+        img = img.movedim(1, -1).float().contiguous()
+        return io.NodeOutput(img, small.float(), core.release_summary(rel, steps), ui=ui.PreviewImage(img, cls=cls))
 
 
 NODES = [PixelsMapFromDepth, PixelsMapRamp, PixelsMapFalloff, PixelsMapPreview]

@@ -16,7 +16,7 @@ import comfy.sample
 from ..pixels_core import ito as core
 from . import _session as session
 from ._common import check_image, check_latent
-from ._ito import (D, INVERSION_CFG_TIP, TIPS, check_strength, cond_inputs, estimate_mask_in, mask_for, mask_inputs,
+from ._ito import (D, INVERSION_CFG_TIP, TIPS, check_strength, check_widgets, cond_inputs, estimate_mask_in, mask_for, mask_inputs,
                    mask_sigma, mask_to_image_size, opt_inputs, schedule_inputs, seed_input, source_latent)
 
 CATEGORY = "PIXELS/ITO"
@@ -106,6 +106,10 @@ class PixelsITOGuidanceImage(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, t_u=None, k=None, lr=None, steps=None, encode_ratio=None):
+        return session.validate(cls, check_widgets, t_u=t_u, k=k, lr=lr, steps=steps, encode_ratio=encode_ratio)
+
+    @classmethod
     def execute(cls, model, edit_positive, edit_negative, latent, t_u, k, lr, steps, cfg, scheduler, encode_ratio, seed,
                 mask=None) -> io.NodeOutput:
         samples = source_latent(model, latent)
@@ -156,8 +160,10 @@ class PixelsITOSampler(io.ComfyNode):
                     io.Mask.Input("mask", optional=True, tooltip="Edit mask (white = edit region, preserved elsewhere), e.g. "
                                   "from PIXELS ITO Edit Mask. Any size: fitted to the latent (centre crop to its aspect ratio, logged, then resize). Without it the "
                                   "latent's noise_mask is used, else the whole image is preserved (Eq. 3)."),
-                    io.Latent.Input("guidance", optional=True, tooltip="Guidance image latent from PIXELS ITO Guidance Image "
-                                    "(or VAE Encode of any image of the source's size). Needed when lambda < 1."),
+                    io.Latent.Input("guidance", optional=True, lazy=True,
+                                    tooltip="Guidance image latent from PIXELS ITO Guidance Image (or VAE Encode of any "
+                                            "image of the source's size). Needed when lambda < 1; with lambda = 1 it is "
+                                            "not used, and the nodes that make it do not run."),
                     io.Float.Input("lam", display_name="lambda", default=D["lam"], min=0.0, max=1.0, step=0.01,
                                    tooltip="Balance lambda of Eq. 6 (paper: 0.6). Raising it preserves more of the source "
                                            "(1 = preservation only, no guidance image needed); lowering it follows the "
@@ -173,6 +179,17 @@ class PixelsITOSampler(io.ComfyNode):
                                          "model call per step each.")],
             outputs=[io.Latent.Output(display_name="latent")],
         )
+
+    @classmethod
+    def validate_inputs(cls, lam=None, t_u=None, k=None, lr=None, steps=None, encode_ratio=None):
+        return session.validate(cls, check_widgets, lam=lam, t_u=t_u, k=k, lr=lr, steps=steps,
+                                encode_ratio=encode_ratio)
+
+    @classmethod
+    def check_lazy_status(cls, lam=None, **inputs):
+        # a linked input not computed yet arrives as None; an unconnected one does not arrive at all
+        wanted = "guidance" in inputs and inputs["guidance"] is None and lam is not None and lam < 1.0
+        return ["guidance"] if wanted else []
 
     @classmethod
     def execute(cls, model, source_positive, source_negative, edit_positive, edit_negative, latent, lam, t_u, k, lr,
@@ -219,6 +236,10 @@ class PixelsITOEdit(io.ComfyNode):
             outputs=[io.Image.Output(display_name="image"), io.Latent.Output(display_name="latent"),
                      io.Mask.Output(display_name="mask")],
         )
+
+    @classmethod
+    def validate_inputs(cls, t_u=None, k=None, lr=None, steps=None):
+        return session.validate(cls, check_widgets, t_u=t_u, k=k, lr=lr, steps=steps)
 
     @classmethod
     def execute(cls, model, source_positive, source_negative, edit_positive, edit_negative, vae, image, steps, cfg,

@@ -147,11 +147,15 @@ class PixelsOIGGuider(io.ComfyNode):
                 io.Conditioning.Input("source", tooltip="Conditioning of the source prompt (what the input image shows). "
                                       "Drives the source pass and, as in the authors' runs, is the target pass's negative."),
                 io.Conditioning.Input("target", tooltip="Conditioning of the target prompt (the edit, e.g. cat -> dog)."),
-                io.Clip.Input("clip", tooltip="Text encoder for the prompts' CLIP-space embeddings (its text projection). "
-                              "SDXL: the checkpoint's CLIP (CLIP-G). SD1.x checkpoints carry no CLIP-L projection: load "
-                              "a CLIP-L file that has one with CLIPLoader (type stable_diffusion)."),
-                io.ClipVision.Input("clip_vision", tooltip="CLIP vision model sharing the text side's embedding space: "
-                                    "ViT-L/14 with CLIP-L (SD1.x), ViT-bigG/14 with CLIP-G (SDXL), ViT-H/14 with CLIP-H (SD2)."),
+                io.Clip.Input("clip", lazy=True,
+                              tooltip="Text encoder for the prompts' CLIP-space embeddings (its text projection). SDXL: "
+                                      "the checkpoint's CLIP (CLIP-G). SD1.x checkpoints carry no CLIP-L projection: "
+                                      "load a CLIP-L file that has one with CLIPLoader (type stable_diffusion). Not "
+                                      "loaded when clip_weight is 0."),
+                io.ClipVision.Input("clip_vision", lazy=True,
+                                    tooltip="CLIP vision model sharing the text side's embedding space: ViT-L/14 with "
+                                            "CLIP-L (SD1.x), ViT-bigG/14 with CLIP-G (SDXL), ViT-H/14 with CLIP-H (SD2). "
+                                            "Not loaded when clip_weight is 0."),
                 io.Vae.Input("vae", tooltip="The model's VAE: decodes the predicted x0 (with gradients) for the CLIP term."),
                 io.String.Input("source_text", multiline=True, default="a photo of a cat",
                                 tooltip="Source prompt text, embedded by clip for the CLIP triplet (usually the text of "
@@ -197,6 +201,13 @@ class PixelsOIGGuider(io.ComfyNode):
         )
 
     @classmethod
+    def check_lazy_status(cls, clip_weight=None, **inputs):
+        if clip_weight is not None and clip_weight <= 0:
+            return []  # the CLIP term is off: neither encoder is needed, so their loaders do not run
+        # a linked input not computed yet arrives as None; an unconnected one does not arrive at all
+        return [name for name in ("clip", "clip_vision") if name in inputs and inputs[name] is None]
+
+    @classmethod
     def execute(cls, model, source, target, clip, clip_vision, vae, source_text, target_text, cfg, clip_weight,
                 struct_weight, beta_p, beta_f, step_scale, clip_decode, start=STARTS[0], gradient=GRADIENTS[0],
                 negative=None) -> io.NodeOutput:
@@ -205,8 +216,10 @@ class PixelsOIGGuider(io.ComfyNode):
         for name, value, options in (("clip_decode", clip_decode, DECODES), ("start", start, STARTS),
                                      ("gradient", gradient, GRADIENTS)):
             session.choice(name, value, options)
-        key, tower = text_tower(clip, vision_embed_dim(clip_vision))
-        texts = [text_embedding(clip, key, tower, t) for t in (source_text, target_text)]
+        texts = [None, None]
+        if clip_weight > 0:
+            key, tower = text_tower(clip, vision_embed_dim(clip_vision))
+            texts = [text_embedding(clip, key, tower, t) for t in (source_text, target_text)]
         settings = dict(clip_weight=clip_weight, struct_weight=struct_weight, beta_p=beta_p, beta_f=beta_f,
                         step_scale=step_scale, clip_decode=clip_decode, start=start, gradient=gradient)
         guider = OIGGuider(model, vae, clip_vision, *texts, settings)

@@ -4,7 +4,7 @@ pixels_core.pixels, with the sampler plumbing in nodes/_pixels.py."""
 from __future__ import annotations
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 import comfy.sample
 import comfy.samplers
@@ -186,10 +186,12 @@ class PixelsReleaseSchedule(io.ComfyNode):
             node_id="PixelsReleaseSchedule",
             display_name="PIXELS Release Schedule",
             category=CATEGORY,
+            is_output_node=True,
             description="Shows when each pixel is released to the denoiser for the composed exemplar maps, as the "
                         "sampler sees them at latent resolution (black points applied): black = released at the first "
                         "step, white = never (kept as source). Also outputs which exemplar fills each pixel at step 0 "
-                        "(grey: the source) and a summary of how many latent pixels each exemplar fills.",
+                        "(grey: the source) and a summary of how many latent pixels each exemplar fills. The schedule shows "
+                        "on the node itself (no Preview Image node needed).",
             inputs=[
                 Exemplars.Input("exemplars", tooltip="The exemplars with maps you will sample with. Maps of other sizes "
                                 "are fitted to the first map's size (centre crop, then resize)."),
@@ -229,7 +231,8 @@ class PixelsReleaseSchedule(io.ComfyNode):
         kept = int(core.never_released(combined, steps, curve, gamma).sum())
         lines.append(f"kept as source (never released): {kept} of {total} ({100.0 * kept / total:.1f} %)")
         up = lambda t: comfy.utils.common_upscale(t, W, H, "nearest-exact", "disabled").movedim(1, -1)  # noqa: E731
-        return io.NodeOutput(up(sched.expand(-1, 3, -1, -1)), up(owners), "\n".join(lines))
+        schedule = up(sched.expand(-1, 3, -1, -1))
+        return io.NodeOutput(schedule, up(owners), "\n".join(lines), ui=ui.PreviewImage(schedule, cls=cls))
 
 
 NODES = [PixelsExemplar, PixelsProgressiveSampler, PixelsProgressiveEdit, PixelsReleaseSchedule]

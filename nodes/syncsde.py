@@ -178,6 +178,11 @@ class PixelsSyncSDEEdit(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, steps=None, start_step=None):
+        return session.validate(cls, lambda steps, start_step: core.resolve_start(
+            torch.linspace(10.0, 0.0, steps + 1), start_step), steps=steps, start_step=start_step)
+
+    @classmethod
     def execute(cls, model, source_positive, source_negative, target_positive, target_negative, source_cfg, target_cfg,
                 latent, seed, steps, scheduler, start_step, start_sigma, resample,
                 integrator=INTEGRATOR_DEFAULT) -> io.NodeOutput:

@@ -70,6 +70,47 @@ def _check_range(name, value, lo=None, hi=None, lo_open=False):
         raise ValueError(f"{name} must be <= {hi}, got {value}")
     return v
 
+# ----------------------------------------------------------------------------------------------
+# Rules between parameters (the nodes check them when a prompt is queued, the ops again when they run)
+# ----------------------------------------------------------------------------------------------
+
+def check_levels(black, white, gamma=1.0, out_black=0.0, out_white=1.0):
+    """Levels parameters as floats, or a ValueError: the white point must lie above the black point."""
+    black, white = _check_range("black", black), _check_range("white", white)
+    gamma = _check_range("gamma", gamma, lo=0.0, lo_open=True)
+    out_black = _check_range("out_black", out_black, 0.0, 1.0)
+    out_white = _check_range("out_white", out_white, 0.0, 1.0)
+    if not white > black:
+        raise ValueError(f"levels: white point ({white}) must be above the black point ({black})")
+    return black, white, gamma, out_black, out_white
+
+
+def check_stretch(low, high):
+    """Stretch percentiles as floats, or a ValueError: the high percentile must lie above the low one."""
+    low = _check_range("low percentile", low, 0.0, 100.0)
+    high = _check_range("high percentile", high, 0.0, 100.0)
+    if not high > low:
+        raise ValueError(f"stretch: high percentile ({high}) must be above the low percentile ({low})")
+    return low, high
+
+
+def check_depth_range(start, end):
+    """Depth range as floats, or a ValueError: range_end must lie above range_start."""
+    start = _check_range("range_start", start, 0.0, 1.0)
+    end = _check_range("range_end", end, 0.0, 1.0)
+    if not end > start:
+        raise ValueError(f"range_end ({end}) must be above range_start ({start})")
+    return start, end
+
+
+def check_ramp(start, end):
+    """Ramp start and end as floats, or a ValueError: they must differ (end < start reverses the ramp)."""
+    start, end = _check_range("start", start), _check_range("end", end)
+    if start == end:
+        raise ValueError(f"ramp start and end are both {start}: give a ramp some length")
+    return start, end
+
+
 
 # ----------------------------------------------------------------------------------------------
 # Grow / shrink (grey dilation / erosion)
@@ -250,13 +291,7 @@ def levels(m: torch.Tensor, black: float = 0.0, white: float = 1.0, gamma: float
     As in image editors, ``gamma`` > 1 brightens the mid-greys (in paper polarity: those pixels are released later,
     keeping more of the source), < 1 darkens them. ``out_white < out_black`` inverts.
     """
-    black = _check_range("black", black)
-    white = _check_range("white", white)
-    gamma = _check_range("gamma", gamma, lo=0.0, lo_open=True)
-    out_black = _check_range("out_black", out_black, 0.0, 1.0)
-    out_white = _check_range("out_white", out_white, 0.0, 1.0)
-    if not white > black:
-        raise ValueError(f"levels: white point ({white}) must be above the black point ({black})")
+    black, white, gamma, out_black, out_white = check_levels(black, white, gamma, out_black, out_white)
     x, restore = _check(m, "map")
     t = ((x - black) / (white - black)).clamp(0.0, 1.0)
     if gamma != 1.0:
@@ -305,10 +340,7 @@ def stretch(m: torch.Tensor, low: float = 1.0, high: float = 99.0) -> torch.Tens
 
     Percentiles as ``numpy.percentile`` (linear). A map whose two percentiles coincide (flat) is returned unchanged.
     """
-    low = _check_range("low percentile", low, 0.0, 100.0)
-    high = _check_range("high percentile", high, 0.0, 100.0)
-    if not high > low:
-        raise ValueError(f"stretch: high percentile ({high}) must be above the low percentile ({low})")
+    low, high = check_stretch(low, high)
     x, restore = _check(m, "map")
     lo = percentile(x, low)[:, None, None]
     hi = percentile(x, high)[:, None, None]
@@ -362,10 +394,7 @@ def from_depth(depth: torch.Tensor, edit: str = "far", white_is: str = "near", s
         raise ValueError(f"edit must be 'near' or 'far', got {edit!r}")
     if white_is not in ("near", "far"):
         raise ValueError(f"white_is must be 'near' or 'far', got {white_is!r}")
-    start = _check_range("range_start", start, 0.0, 1.0)
-    end = _check_range("range_end", end, 0.0, 1.0)
-    if not end > start:
-        raise ValueError(f"range_end ({end}) must be above range_start ({start})")
+    start, end = check_depth_range(start, end)
     x, restore = _check(depth, "depth")
     d = normalize(x, "depth")
     near = d if white_is == "near" else 1.0 - d
@@ -395,10 +424,7 @@ def ramp(h: int, w: int, kind: str = "linear", angle: float = 0.0, start: float 
         if int(v) != v or v < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {v}")
     angle = _check_range("angle", angle)
-    start = _check_range("start", start)
-    end = _check_range("end", end)
-    if start == end:
-        raise ValueError(f"ramp start and end are both {start}: give a ramp some length")
+    start, end = check_ramp(start, end)
     work = torch.float64
     ys, xs = _pixel_grid(int(h), int(w), device, work)
     if kind == "linear":
