@@ -1,41 +1,55 @@
 """Run the pack's workflows headless through ComfyUI's HTTP API, and convert workflows between formats.
 
-Standard library only. Use it from the command line:
+Needs only what ComfyUI itself installs (aiohttp; the format conversion alone needs nothing). From the command line:
 
-    python tools/comfy_client.py run workflows/api/pixels_single_exemplar_sd15.json --server http://127.0.0.1:8188
-    python tools/comfy_client.py run workflows/pixels_single_exemplar_sd15.json --seed 7 --out results/
+    python tools/comfy_client.py run example_workflows/api/pixels_single_exemplar_sd15.json --server http://HOST:8188
+    python tools/comfy_client.py run example_workflows/pixels_single_exemplar_sd15.json --seed 7 --out results/
     python tools/comfy_client.py run WORKFLOW --set 12.steps=20 --set 3.text="a beach"
+    python tools/comfy_client.py run WORKFLOW --server https://comfy.example:8443 --cafile my-ca.pem
 
 ``run`` accepts both formats (UI JSON saved from the ComfyUI menu, or API JSON), uploads the images that
-``LoadImage`` nodes name from ``--inputs`` (default: ``workflows/inputs`` next to this file), queues the prompt,
-waits for it, and saves every output image to ``--out``/<subfolder>/<filename>. File names are confined: an image
-name that would read from outside ``--inputs`` (absolute, ``..``, a symlink out, a backslash or drive letter) is
-refused before anything is uploaded (exit code 2), and an output name from the server that would land outside
-``--out`` is not saved (the others are; exit code 2 at the end): see ``safe_input_path`` and ``safe_output_path``.
-``--comfyui PATH`` starts a ComfyUI from that folder for the run (CPU or GPU, whatever that install does by
-default) and stops it afterwards.
+``LoadImage`` nodes name from ``--inputs`` (default: the pack's ``example_workflows/inputs``), queues the prompt,
+follows it on the websocket (re-opened with the same client id when it drops; /history is polled when there is
+none), and saves every output image to ``--out``/<subfolder>/<filename>. ``https://`` servers are verified
+against the system's CAs or ``--cafile``; ``--insecure`` skips the check. Ctrl-C stops this prompt only
+(interrupted when it runs, deleted from the queue when it waits; exit code 130). File names are
+confined: an image name that would read from outside ``--inputs`` (absolute, ``..``, a symlink out, a backslash
+or drive letter) is refused before anything is uploaded (exit code 2), and an output name from the server that
+would land outside ``--out`` is not saved (the others are; exit code 2 at the end): see ``safe_input_path`` and
+``safe_output_path``. ``--comfyui PATH`` starts a ComfyUI from that folder for the run (CPU or GPU, whatever that
+install does by default) and stops it afterwards.
 
 Or as a library: ``Client(url).run(prompt)``, ``ui_to_api(ui, object_info)``, ``api_to_ui(api, object_info)``.
 """
 from __future__ import annotations
 
 import argparse
-import base64
+import asyncio
 import json
 import mimetypes
 import os
 import pathlib
 import socket
+import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
+try:
+    import aiohttp
+    import yarl
+    _AIOHTTP_IMPORT_ERROR = None
+except ImportError as _e:  # the conversion functions still work; Client says what is missing
+    aiohttp = yarl = None
+    _AIOHTTP_IMPORT_ERROR = _e
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
+DEFAULT_INPUTS = next((d for d in (REPO / "example_workflows" / "inputs", REPO / "workflows" / "inputs") if d.is_dir()),
+                      REPO / "example_workflows" / "inputs")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
@@ -136,19 +150,157 @@ def _form_filename(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# HTTP client
+# HTTP and websocket client (aiohttp: ComfyUI's own dependency)
 # ----------------------------------------------------------------------------------------------
 
+class ServerError(OSError):
+    """ComfyUI answered with an HTTP error status; ``status`` and ``body`` (bytes) hold what it sent."""
+
+    def __init__(self, message: str, status: int, body: bytes):
+        super().__init__(message)
+        self.status, self.body = status, body
+
+
+class TLSError(ConnectionError):
+    """The server's TLS certificate was not accepted (or the TLS handshake failed)."""
+
+
+def _need_aiohttp():
+    if aiohttp is None:
+        raise ImportError("tools/comfy_client.py needs aiohttp, which ComfyUI itself installs: run it with ComfyUI's "
+                          "Python, or `pip install aiohttp`") from _AIOHTTP_IMPORT_ERROR
+
+
+def _run_sync(make):
+    """Run the coroutine ``make()`` to completion and return its result, from plain synchronous code. Inside a
+    running event loop (a notebook, a ComfyUI extension) it runs on a helper thread with a loop of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        in_loop = False
+    else:
+        in_loop = True
+    if not in_loop:
+        return asyncio.run(make())
+    box = {}
+
+    def target():
+        try:
+            box["value"] = asyncio.run(make())
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller
+            box["error"] = e
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _queue_ids(items) -> set:
+    """The prompt ids of /queue's ``queue_running`` or ``queue_pending`` entries ([number, prompt_id, ...])."""
+    return {item[1] for item in items or [] if isinstance(item, (list, tuple)) and len(item) > 1}
+
+
+TERMINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
+
+
 class Client:
-    def __init__(self, url: str = "http://127.0.0.1:8188", timeout: float = 600.0):
+    """ComfyUI's HTTP API and websocket for one client id.
+
+    ``url``: ``http://`` or ``https://`` (the websocket is then ``ws://`` or ``wss://``). TLS certificates are
+    verified against the system's CAs, or ``cafile`` (a PEM file of CA certificates) when given; ``insecure=True``
+    skips the check. ``timeout``: how long :meth:`run` and :meth:`wait` wait for a prompt. ``request_timeout``:
+    the most one HTTP request may take (``connect_timeout`` to connect). ``heartbeat``: seconds between the
+    websocket pings the client sends (the connection counts as lost when a pong is not back within half that).
+    ``reconnect_for``: how long a lost connection is retried (websocket with the same client id, /history polls)
+    before giving up; a websocket that cannot be re-opened falls back to polling /history.
+
+    Every method is synchronous (each runs its own short asyncio loop), so a Client can be used from any thread;
+    :meth:`interrupt` from a second thread while another waits is fine."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8188", timeout: float = 600.0, *, insecure: bool = False,
+                 cafile=None, request_timeout: float = 60.0, connect_timeout: float = 10.0,
+                 heartbeat: float = 30.0, reconnect_for: float = 60.0, poll_interval: float = 0.25):
         self.url = url.rstrip("/")
+        scheme = urllib.parse.urlsplit(self.url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"server URL {url!r}: use http://HOST:PORT or https://HOST:PORT")
+        if _has_control(self.url):
+            raise ValueError(f"server URL {url!r} contains a control character")
         self.timeout = timeout
         self.client_id = uuid.uuid4().hex
+        self.last_prompt_id: str | None = None
+        self.insecure, self.cafile = insecure, cafile
+        self.request_timeout, self.connect_timeout = request_timeout, connect_timeout
+        self.heartbeat, self.reconnect_for, self.poll_interval = heartbeat, reconnect_for, poll_interval
+        if insecure:
+            self._ssl = False  # aiohttp: no certificate or host name check
+        elif cafile:
+            self._ssl = ssl.create_default_context(cafile=str(cafile))
+        else:
+            self._ssl = True  # aiohttp's default: verified against the system's CAs
 
-    def _req(self, path: str, data: bytes | None = None, headers: dict | None = None):
-        req = urllib.request.Request(self.url + path, data=data, headers=headers or {})
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.read()
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    def _session(self):
+        _need_aiohttp()
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout, sock_connect=self.connect_timeout),
+            connector=aiohttp.TCPConnector(ssl=self._ssl))
+
+    def _tls_hint(self) -> str:
+        return ("pass --insecure (insecure=True) to skip the check, or --cafile CA.pem (cafile=...) to trust the CA "
+                "that signed it")
+
+    def _translate(self, e: BaseException, what: str) -> BaseException:
+        """The clear error (TLSError, ConnectionError, TimeoutError) for an aiohttp or asyncio failure."""
+        if isinstance(e, aiohttp.ClientConnectorCertificateError):
+            return TLSError(f"{what}: the TLS certificate of {self.url} is not trusted ({e.certificate_error}); "
+                            f"{self._tls_hint()}")
+        if isinstance(e, (aiohttp.ClientSSLError, ssl.SSLError)):
+            return TLSError(f"{what}: TLS with {self.url} failed ({e}); {self._tls_hint()}")
+        if isinstance(e, aiohttp.ClientConnectorError):
+            return ConnectionError(f"{what}: cannot reach ComfyUI at {self.url} ({e.os_error or e})")
+        connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
+        if connect_timeout is not None and isinstance(e, connect_timeout):
+            return TimeoutError(f"{what}: could not connect to ComfyUI at {self.url} within "
+                                f"{self.connect_timeout:g} s")
+        if isinstance(e, asyncio.TimeoutError):
+            return TimeoutError(f"{what}: ComfyUI at {self.url} did not answer within {self.request_timeout:g} s")
+        return ConnectionError(f"{what}: the connection to ComfyUI at {self.url} failed ({type(e).__name__}: {e})")
+
+    async def _areq(self, s, path: str, data: bytes | None = None, headers: dict | None = None) -> bytes:
+        method = "POST" if data is not None else "GET"
+        what = f"{method} {path.partition('?')[0]}"
+        try:
+            async with s.request(method, yarl.URL(self.url + path, encoded=True), data=data,
+                                 headers=headers) as r:
+                body = await r.read()
+                if r.status >= 400:
+                    raise ServerError(f"{what}: ComfyUI at {self.url} answered HTTP {r.status}: "
+                                      f"{body[:500].decode(errors='replace')}", r.status, body)
+                return body
+        except (aiohttp.ClientError, asyncio.TimeoutError, ssl.SSLError) as e:
+            raise self._translate(e, what) from None
+
+    async def _ajson(self, s, path: str, data: dict | None = None):
+        body = None if data is None else json.dumps(data).encode()
+        raw = await self._areq(s, path, body, {"Content-Type": "application/json"} if body is not None else None)
+        return json.loads(raw) if raw.strip() else None
+
+    def _one(self, make):
+        """Run ``make(session)`` in a fresh session and loop."""
+        async def go():
+            async with self._session() as s:
+                return await make(s)
+        return _run_sync(go)
+
+    # -- requests ----------------------------------------------------------------------------------------------
+
+    def _req(self, path: str, data: bytes | None = None, headers: dict | None = None) -> bytes:
+        """GET ``path`` (POST ``data`` when given); the body, or ServerError on an HTTP error status."""
+        return self._one(lambda s: self._areq(s, path, data, headers))
 
     def get_json(self, path: str):
         return json.loads(self._req(path))
@@ -178,139 +330,218 @@ class Client:
         out = json.loads(self._req("/upload/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}))
         return out["name"] if not out.get("subfolder") else f"{out['subfolder']}/{out['name']}"
 
-    def queue(self, prompt: dict) -> str:
-        data = json.dumps({"prompt": prompt, "client_id": self.client_id}).encode()
+    async def _aqueue(self, s, prompt: dict) -> str:
+        pid = uuid.uuid4().hex  # ours before it is sent, so Ctrl-C right after can still name it
+        self.last_prompt_id = pid
+        data = json.dumps({"prompt": prompt, "client_id": self.client_id, "prompt_id": pid}).encode()
         try:
-            out = json.loads(self._req("/prompt", data, {"Content-Type": "application/json"}))
-        except urllib.error.HTTPError as e:
-            raise WorkflowError(_validation_text(e.read())) from None
-        return out["prompt_id"]
+            out = json.loads(await self._areq(s, "/prompt", data, {"Content-Type": "application/json"}))
+        except ServerError as e:
+            raise WorkflowError(_validation_text(e.body)) from None
+        self.last_prompt_id = str(out.get("prompt_id") or pid)
+        return self.last_prompt_id
+
+    def queue(self, prompt: dict) -> str:
+        """Queue an API-format prompt; returns its prompt id (also kept as ``last_prompt_id``)."""
+        return self._one(lambda s: self._aqueue(s, prompt))
+
+    async def _ahistory(self, s, prompt_id: str):
+        hist = await self._ajson(s, f"/history/{urllib.parse.quote(prompt_id, safe='')}")
+        entry = hist.get(prompt_id) if isinstance(hist, dict) else None
+        if entry is None:
+            return None
+        status = entry.get("status", {})
+        if status.get("status_str") == "error" or not status.get("completed", True):
+            raise WorkflowError(_execution_text(status))
+        return entry
+
+    async def _apoll(self, s, prompt_id: str, deadline: float, timeout: float) -> dict:
+        """Poll /history until the prompt ends. Connection failures are retried for ``reconnect_for`` seconds."""
+        loop, lost_since = asyncio.get_running_loop(), None
+        while True:
+            try:
+                entry = await self._ahistory(s, prompt_id)
+                lost_since = None
+            except TLSError:
+                raise
+            except (ConnectionError, TimeoutError, ServerError) as e:  # a restart, a proxy's 502: retry a while
+                if isinstance(e, ServerError) and e.status < 500:
+                    raise
+                lost_since = loop.time() if lost_since is None else lost_since
+                if loop.time() - lost_since > self.reconnect_for:
+                    raise ConnectionError(f"lost ComfyUI at {self.url} for {self.reconnect_for:g} s while waiting "
+                                          f"for prompt {prompt_id}: {e}") from None
+                entry = None
+            if entry is not None:
+                return entry
+            if loop.time() >= deadline:
+                raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:g} s "
+                                   f"(it may still be running on {self.url})")
+            await asyncio.sleep(max(0.0, min(self.poll_interval, deadline - loop.time())))
 
     def wait(self, prompt_id: str, timeout: float | None = None) -> dict:
         """Poll /history until the prompt ends; returns its history entry or raises WorkflowError."""
-        end = time.monotonic() + (timeout or self.timeout)
-        while time.monotonic() < end:
-            hist = self.get_json(f"/history/{prompt_id}")
-            if prompt_id in hist:
-                entry = hist[prompt_id]
-                status = entry.get("status", {})
-                if status.get("status_str") == "error" or not status.get("completed", True):
-                    raise WorkflowError(_execution_text(status))
-                return entry
-            time.sleep(0.25)
-        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout or self.timeout:.0f} s")
+        timeout = timeout or self.timeout
+
+        async def go(s):
+            return await self._apoll(s, prompt_id, asyncio.get_running_loop().time() + timeout, timeout)
+        return self._one(go)
 
     def run(self, prompt: dict, timeout: float | None = None) -> dict:
         """Queue an API-format prompt, wait, and return its ``outputs`` (node id -> UI output dict)."""
         return self.wait(self.queue(prompt), timeout)["outputs"]
 
-    def run_watched(self, prompt: dict, timeout: float | None = None, on_event=None) -> tuple[dict, list]:
-        """As :meth:`run`, following the prompt on the websocket: returns ``(outputs, events)`` where events are
-        the messages about this prompt (progress, executing, ...) and the binary preview frames sent meanwhile.
-        ``on_event(msg)`` is called for each as it arrives."""
-        ws = Events(self.url, self.client_id)
-        events = []
+    # -- websocket ---------------------------------------------------------------------------------------------
+
+    def _ws_url(self) -> yarl.URL:
+        u = urllib.parse.urlsplit(self.url)
+        scheme = "wss" if u.scheme.lower() == "https" else "ws"
+        return yarl.URL(urllib.parse.urlunsplit((scheme, u.netloc, u.path + "/ws",
+                                                 urllib.parse.urlencode({"clientId": self.client_id}), "")),
+                        encoded=True)
+
+    async def _ws_open(self, s):
+        """The websocket for our client id, or None when the server refuses the upgrade (no websocket there, a
+        proxy in between): then the caller polls /history instead."""
         try:
-            pid = self.queue(prompt)
-            end = time.monotonic() + (timeout or self.timeout)
-            while time.monotonic() < end:
-                msg = ws.next(timeout=max(1.0, end - time.monotonic()))
-                if msg is None:
-                    break
-                data = msg.get("data") if isinstance(msg.get("data"), dict) else {}
-                if msg["type"] != "binary" and data.get("prompt_id", pid) != pid:
+            extra = {"timeout": aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)} \
+                if hasattr(aiohttp, "ClientWSTimeout") else {}
+            return await s.ws_connect(self._ws_url(), heartbeat=self.heartbeat, autoping=True, max_msg_size=0,
+                                      **extra)
+        except aiohttp.WSServerHandshakeError:
+            return None
+        except (aiohttp.ClientError, asyncio.TimeoutError, ssl.SSLError) as e:
+            raise self._translate(e, "websocket /ws") from None
+
+    async def _awatch(self, s, prompt: dict, timeout: float, on_event) -> tuple[dict, list]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        events: list = []
+        try:
+            ws = await self._ws_open(s)  # before queueing: no message about the prompt is missed
+        except TLSError:
+            raise
+        except (ConnectionError, TimeoutError):  # a proxy that drops upgrades: poll (HTTP errors still show)
+            ws = None
+        pid = await self._aqueue(s, prompt)
+        if ws is None:
+            return await self._apoll(s, pid, deadline, timeout), events
+        lost_since, backoff, quiet = None, 0.25, max(1.0, min(5.0, self.heartbeat))
+        try:
+            while True:
+                if loop.time() >= deadline:
+                    raise TimeoutError(f"prompt {pid} did not finish in {timeout:g} s (it may still be running on "
+                                       f"{self.url})")
+                if ws is None:  # lost: learn the outcome from /history, else re-open with the same client id
+                    try:
+                        entry = await self._ahistory(s, pid)
+                        if entry is not None:
+                            return entry, events
+                        ws = await self._ws_open(s)
+                        if ws is None:  # the server no longer takes websockets: poll
+                            return await self._apoll(s, pid, deadline, timeout), events
+                        lost_since, backoff = None, 0.25
+                        continue
+                    except TLSError:
+                        raise
+                    except (ConnectionError, TimeoutError, ServerError) as e:
+                        if isinstance(e, ServerError) and e.status < 500:
+                            raise
+                        if loop.time() - lost_since > self.reconnect_for:
+                            return await self._apoll(s, pid, deadline, timeout), events
+                        await asyncio.sleep(min(backoff, max(0.0, deadline - loop.time())))
+                        backoff = min(backoff * 2, 5.0)
+                        continue
+                try:
+                    msg = await ws.receive(timeout=max(0.01, min(quiet, deadline - loop.time())))
+                except asyncio.TimeoutError:  # quiet for a while: a finished prompt whose message was missed?
+                    try:
+                        entry = await self._ahistory(s, pid)
+                    except TLSError:
+                        raise
+                    except (ConnectionError, TimeoutError):
+                        entry, msg = None, None
+                    else:
+                        if entry is not None:
+                            return entry, events
+                        continue
+                except aiohttp.ClientError:
+                    msg = None
+                if msg is None or msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                               aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    await ws.close()  # lost (closed, reset, no pong to the heartbeat): re-open it
+                    ws, lost_since = None, loop.time()
                     continue
-                events.append(msg)
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    event = {"type": "binary", "event": struct.unpack(">I", msg.data[:4])[0] if len(msg.data) >= 4
+                             else None, "size": len(msg.data)}
+                elif msg.type == aiohttp.WSMsgType.TEXT:
+                    try:
+                        event = json.loads(msg.data)
+                    except ValueError:
+                        continue
+                    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                        continue
+                    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+                    if data.get("prompt_id", pid) != pid:
+                        continue
+                else:
+                    continue
+                events.append(event)
                 if on_event:
-                    on_event(msg)
-                if msg["type"] in ("execution_success", "execution_error", "execution_interrupted") or (
-                        msg["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == pid):
+                    on_event(event)
+                data = event.get("data") if isinstance(event.get("data"), dict) else {}
+                if event["type"] in TERMINAL_EVENTS or (
+                        event["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == pid):
                     break
         finally:
-            ws.close()
-        return self.wait(pid, timeout)["outputs"], events
+            if ws is not None:
+                await ws.close()
+        return await self._apoll(s, pid, deadline, timeout), events
+
+    def run_watched(self, prompt: dict, timeout: float | None = None, on_event=None) -> tuple[dict, list]:
+        """As :meth:`run`, following the prompt on the websocket: returns ``(outputs, events)`` where events are
+        the messages about this prompt (progress, executing, ...) and the binary preview frames sent meanwhile
+        (``{"type": "binary", "event": N, "size": bytes}``; event 1 and 4 are previews). ``on_event(msg)`` is
+        called for each as it arrives. A websocket that drops is re-opened with the same client id (the outcome
+        is read from /history meanwhile); a server that refuses websockets is polled instead (no events)."""
+        timeout = timeout or self.timeout
+        entry, events = self._one(lambda s: self._awatch(s, prompt, timeout, on_event))
+        return entry["outputs"], events
 
     def download(self, image: dict) -> bytes:
         q = urllib.parse.urlencode({k: image.get(k, "") for k in ("filename", "subfolder", "type")})
         return self._req(f"/view?{q}")
 
-    def interrupt(self) -> None:
-        self._req("/interrupt", b"{}", {"Content-Type": "application/json"})
+    # -- stopping our own prompt ---------------------------------------------------------------------------------
 
+    async def _ainterrupt(self, s, pid: str):
+        deleted = False
+        for _ in range(3):
+            q = await self._ajson(s, "/queue") or {}
+            if pid in _queue_ids(q.get("queue_running")):
+                await self._ajson(s, "/interrupt", {"prompt_id": pid})
+                return "interrupted"
+            if pid in _queue_ids(q.get("queue_pending")):
+                await self._ajson(s, "/queue", {"delete": [pid]})
+                deleted = True
+                continue  # it may have started meanwhile: look again
+            break
+        return "deleted" if deleted else None
 
-class Events:
-    """ComfyUI's websocket for one client id (RFC 6455, just what ComfyUI sends: whole text and binary frames).
+    def interrupt(self, prompt_id: str | None = None) -> str | None:
+        """Stop ``prompt_id`` (default: the last prompt this client queued) and never another one.
 
-    ``next(timeout)`` returns a JSON message as a dict, or a binary one as ``{"type": "binary", "event": N,
-    "size": bytes}`` (event 1 and 4 are latent previews), or None on timeout or when the server closes."""
+        /queue is read first: when the prompt is running, ``POST /interrupt {"prompt_id": id}`` is sent (ComfyUI
+        0.3.64 and 0.8.0 interrupt only when that prompt is the one running; for older servers, which interrupt
+        whatever runs, checking first keeps the window to a few milliseconds); when it is pending it is deleted
+        from the queue (``POST /queue {"delete": [id]}``); otherwise nothing is sent. Returns ``"interrupted"``,
+        ``"deleted"`` or None."""
+        pid = prompt_id or self.last_prompt_id
+        if not pid:
+            raise ValueError("interrupt: this client has queued no prompt; name the prompt_id to stop")
 
-    def __init__(self, url: str, client_id: str):
-        u = urllib.parse.urlparse(url)
-        host = u.netloc.rpartition("@")[2]
-        if _has_control(host) or _has_control(client_id) or " " in client_id:
-            raise ValueError(f"websocket: refusing a host {host!r} or client id {client_id!r} with control characters")
-        self.sock = socket.create_connection((u.hostname, u.port or 80), timeout=30)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {host}\r\n"
-                           f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                self.close()
-                raise ConnectionError("websocket handshake: the server closed the connection")
-            head += chunk
-        head, self.buf = head.split(b"\r\n\r\n", 1)
-        if b" 101 " not in head.split(b"\r\n", 1)[0]:
-            self.close()
-            raise ConnectionError(f"websocket handshake refused: {head[:200]!r}")
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("websocket closed")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def next(self, timeout: float = 60.0):
-        self.sock.settimeout(timeout)
-        try:
-            payload, opcode = b"", None
-            while True:
-                b0, b1 = self._read(2)
-                n = b1 & 0x7F
-                if n == 126:
-                    n = struct.unpack(">H", self._read(2))[0]
-                elif n == 127:
-                    n = struct.unpack(">Q", self._read(8))[0]
-                mask = self._read(4) if b1 & 0x80 else None
-                data = self._read(n)
-                if mask:
-                    data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
-                op = b0 & 0x0F
-                if op == 8:
-                    return None
-                if op in (9, 10):  # ping/pong: ComfyUI sends none; ignore rather than answer
-                    continue
-                opcode = opcode if op == 0 else op
-                payload += data
-                if b0 & 0x80:
-                    break
-        except (socket.timeout, ConnectionError, OSError):
-            return None
-        if opcode == 2:
-            return {"type": "binary", "event": struct.unpack(">I", payload[:4])[0], "size": len(payload)}
-        return json.loads(payload)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
+        return self._one(lambda s: self._ainterrupt(s, pid))
 
 def _validation_text(raw: bytes) -> str:
     try:
@@ -403,28 +634,174 @@ def _node_height(spec: dict) -> int:
     return 20 * rows + (24 * widgets + extra + 8 if widgets else 0) + 6
 
 
+MODE_NEVER, MODE_BYPASS = 2, 4  # LiteGraph modes: 2 "never" (muted), 4 bypass
+VIRTUAL_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # frontend-only nodes: never sent
+
+
+def _valid_connection(a, b) -> bool:
+    """LiteGraph's ``isValidConnection``: ``*`` or empty matches anything, otherwise equal types (case-insensitive),
+    or for comma-separated type lists any pair."""
+    a = 0 if a in ("", "*", None) else a
+    b = 0 if b in ("", "*", None) else b
+    if not a or not b or a == b:
+        return True
+    a, b = str(a).lower(), str(b).lower()
+    if "," not in a and "," not in b:
+        return a == b
+    return any(_valid_connection(x, y) for x in a.split(",") for y in b.split(","))
+
+
+class _UIGraph:
+    """A UI-format graph, resolved the way ComfyUI's frontend does (``ExecutableNodeDTO.resolveInput``)."""
+
+    def __init__(self, ui: dict):
+        self.nodes = {str(n["id"]): n for n in ui["nodes"]}
+        self.links = {}
+        for link in ui.get("links") or []:
+            if isinstance(link, dict):
+                self.links[link["id"]] = (link["origin_id"], link["origin_slot"], link["target_id"],
+                                          link["target_slot"], link.get("type"))
+            else:
+                self.links[link[0]] = tuple(link[1:6])
+
+    def resolve_input(self, node: dict, index: int, typ=None, seen=None):
+        """(origin node id, output slot) feeding input ``index`` of ``node``, or None when nothing real does."""
+        seen = set() if seen is None else seen
+        key = (str(node["id"]), "I", index)
+        if key in seen:
+            raise WorkflowError(f"node {node['id']}: circular link through its input {index}")
+        seen.add(key)
+        inputs = node.get("inputs") or []
+        if index >= len(inputs) or inputs[index].get("link") is None:
+            return None
+        link = self.links.get(inputs[index]["link"])
+        if link is None:
+            raise WorkflowError(f"node {node['id']} input '{inputs[index].get('name')}': link "
+                                f"{inputs[index]['link']} is not in the workflow's links")
+        origin = self.nodes.get(str(link[0]))
+        if origin is None:
+            raise WorkflowError(f"node {node['id']} input '{inputs[index].get('name')}': its link comes from node "
+                                f"{link[0]}, which is not in the workflow")
+        return self.resolve_output(origin, link[1], typ if typ is not None else inputs[index].get("type"), seen)
+
+    def resolve_output(self, node: dict, slot: int, typ, seen):
+        key = (str(node["id"]), "O", slot)
+        if key in seen:
+            raise WorkflowError(f"node {node['id']}: circular link through its output {slot}")
+        seen.add(key)
+        if node.get("mode", 0) == MODE_BYPASS:  # the input of the same type stands in for the output
+            index = self._bypass_input(node, slot, typ)
+            return None if index < 0 else self.resolve_input(node, index, None, seen)
+        if node["type"] in VIRTUAL_TYPES:  # a Reroute passes on what feeds its input; the others feed nothing
+            return self.resolve_input(node, slot, typ, seen)
+        return str(node["id"]), slot
+
+    @staticmethod
+    def _bypass_input(node: dict, slot: int, typ) -> int:
+        """The frontend's ``getBypassSlotIndex``: the input at the output's own index when its type fits both the
+        output and the target input ``typ``, else the first input of exactly ``typ``, else the first that fits."""
+        inputs = node.get("inputs") or []
+        outputs = node.get("outputs") or []
+        out_type = outputs[slot].get("type") if slot < len(outputs) else None
+        if typ in ("*", ""):
+            return slot if len(inputs) > slot else (0 if inputs else -1)
+        if slot < len(inputs) and _valid_connection(inputs[slot].get("type"), out_type) and \
+                _valid_connection(inputs[slot].get("type"), typ):
+            return slot
+        for i, inp in enumerate(inputs):
+            if inp.get("type") == typ:
+                return i
+        for i, inp in enumerate(inputs):
+            if _valid_connection(inp.get("type"), out_type) and _valid_connection(inp.get("type"), typ):
+                return i
+        return -1
+
+
+def _refuse_subgraphs(ui: dict) -> None:
+    """Subgraphs (0.8.0's ``definitions.subgraphs``) and the older group nodes (``extra.groupNodes``) are not
+    expanded: say which node is one, and what to do."""
+    subgraphs = {s.get("id"): s.get("name") for s in ((ui.get("definitions") or {}).get("subgraphs") or [])
+                 if isinstance(s, dict)}
+    groups = set(((ui.get("extra") or {}).get("groupNodes") or {}))
+    for node in ui["nodes"]:
+        typ = node.get("type")
+        if typ in subgraphs:
+            raise WorkflowError(
+                f"node {node['id']} ({node.get('title') or subgraphs[typ] or typ}) is a subgraph: this client does "
+                "not expand subgraphs; unpack it in ComfyUI's editor (right-click > Unpack Subgraph) and save "
+                "again, or save the workflow with 'Export (API)'")
+        if isinstance(typ, str) and (typ.split(">", 1)[-1] in groups or typ.split("/", 1)[-1] in groups) and \
+                (typ.startswith("workflow>") or typ.startswith("workflow/")):
+            raise WorkflowError(
+                f"node {node['id']} ({typ}) is a group node: this client does not expand group nodes; convert it "
+                "to nodes in ComfyUI's editor and save again, or save the workflow with 'Export (API)'")
+
+
 def ui_to_api(ui: dict, object_info: dict) -> dict:
-    """Convert a UI-format workflow to an API prompt, as ComfyUI's 'Export (API)' does for plain graphs."""
-    links = {l[0]: l for l in ui["links"]}
+    """Convert a UI-format workflow to an API prompt, as ComfyUI's frontend does when it queues (``graphToPrompt``).
+
+    - Note, MarkdownNote: dropped. Reroute: resolved through (chains too), so the target gets the real source.
+    - PrimitiveNode: dropped; its value is written into the widget of every input it feeds. (The newer
+      ``PrimitiveInt``/``PrimitiveFloat``/... are real server nodes and are kept, linked like any other.)
+    - mode 2 (muted): dropped, and every input linked to it is removed from the nodes it fed.
+    - mode 4 (bypass): dropped; each link from one of its outputs is rewired to what feeds the bypassed node's
+      input of the same type (the input at the output's own index if its type fits, else the first of the same
+      type); when none fits, or that input is unlinked, the target input is left out (a widget keeps its value).
+    - Subgraphs and group nodes: WorkflowError naming the node (not expanded)."""
+    _refuse_subgraphs(ui)
+    g = _UIGraph(ui)
+    written = {}  # (target node id, widget name) -> the value a PrimitiveNode writes there
+    for node in g.nodes.values():
+        if node.get("type") != "PrimitiveNode":
+            continue
+        values = node.get("widgets_values")
+        if not isinstance(values, list) or not values:
+            continue
+        for lid in ((node.get("outputs") or [{}])[0].get("links") or []):
+            link = g.links.get(lid)
+            target = g.nodes.get(str(link[2])) if link else None
+            if target is None:
+                continue
+            inputs = target.get("inputs") or []
+            inp = inputs[link[3]] if isinstance(link[3], int) and link[3] < len(inputs) else None
+            if inp is None or inp.get("link") != lid:
+                inp = next((i for i in inputs if i.get("link") == lid), None)
+            name = ((inp or {}).get("widget") or {}).get("name")
+            if name:
+                written[(str(target["id"]), name)] = values[0]
     api = {}
-    for node in sorted(ui["nodes"], key=lambda n: n["id"]):
-        if node.get("mode", 0) in (2, 4):  # muted or bypassed
+    for nid, node in sorted(g.nodes.items(), key=lambda kv: (not kv[0].lstrip("-").isdigit(),
+                                                             int(kv[0]) if kv[0].lstrip("-").isdigit() else 0, kv[0])):
+        if node.get("type") in VIRTUAL_TYPES or node.get("mode", 0) in (MODE_NEVER, MODE_BYPASS):
             continue
         spec = object_info.get(node["type"])
         if spec is None:
-            raise WorkflowError(f"node {node['id']}: '{node['type']}' is not installed in this ComfyUI")
-        linked = {i["name"]: i.get("link") for i in node.get("inputs", []) if i.get("link") is not None}
-        values = list(node.get("widgets_values") or [])
+            raise WorkflowError(f"node {nid}: '{node['type']}' is not installed in this ComfyUI")
+        values = node.get("widgets_values")
+        values = values if isinstance(values, (list, dict)) else []
         inputs, pos = {}, 0
         for name, typ, opts in _inputs(spec):
-            if name in linked:
-                src = links[linked[name]]
-                inputs[name] = [str(src[1]), src[2]]
-            if _is_widget(typ, opts):
-                if name not in linked and pos < len(values):
-                    inputs[name] = values[pos]
-                pos += 1 + _extra_widget_values(name, typ, opts)
-        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+            if not _is_widget(typ, opts):
+                continue
+            have, value = False, None
+            if isinstance(values, dict):
+                have, value = name in values, values.get(name)
+            elif pos < len(values):
+                have, value = True, values[pos]
+            pos += 1 + _extra_widget_values(name, typ, opts)
+            if (nid, name) in written:
+                have, value = True, written[(nid, name)]
+            if have:
+                inputs[name] = {"__value__": value} if isinstance(value, list) else value
+        for index, inp in enumerate(node.get("inputs") or []):
+            source = g.resolve_input(node, index)
+            if source is not None:
+                inputs[inp["name"]] = [source[0], int(source[1])]
+        api[nid] = {"class_type": node["type"], "inputs": inputs}
+    for node in api.values():  # inputs linked to a node that is not sent (muted) go
+        for name, value in list(node["inputs"].items()):
+            if isinstance(value, list) and len(value) == 2 and value[0] not in api:
+                del node["inputs"][name]
     return api
 
 
@@ -582,7 +959,7 @@ def start_comfyui(path, port: int, extra_args=(), log=None) -> subprocess.Popen:
     """Start ``python main.py`` in a ComfyUI folder on 127.0.0.1:port; returns once /object_info answers."""
     cmd = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), *extra_args]
     proc = subprocess.Popen(cmd, cwd=str(path), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = Client(f"http://127.0.0.1:{port}")
+    client = Client(f"http://127.0.0.1:{port}", request_timeout=10)
     end = time.monotonic() + 300
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -601,24 +978,30 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a workflow (UI or API JSON) and save its images")
     r.add_argument("workflow")
-    r.add_argument("--server", default=os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188"))
+    r.add_argument("--server", default=os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188"),
+                   help="http://HOST:PORT or https://HOST:PORT (default $COMFYUI_URL or http://127.0.0.1:8188)")
+    r.add_argument("--insecure", action="store_true", help="https: do not verify the server's TLS certificate")
+    r.add_argument("--cafile", help="https: trust the CA certificate(s) in this PEM file (default: the system's)")
     r.add_argument("--comfyui", help="start the ComfyUI in this folder for the run instead of using --server")
     r.add_argument("--comfyui-args", default="", help="extra arguments for that ComfyUI, e.g. '--cpu'")
-    r.add_argument("--inputs", default=str(REPO / "workflows" / "inputs"), help="folder of the images to upload")
+    r.add_argument("--inputs", default=str(DEFAULT_INPUTS),
+                   help="folder of the images to upload (default: the pack's example_workflows/inputs)")
     r.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE")
     r.add_argument("--seed", type=int, help="set every seed/noise_seed input")
     r.add_argument("--out", default="pixels_outputs", help="folder for the output images")
-    r.add_argument("--timeout", type=float, default=3600)
+    r.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the prompt (default 3600)")
+    r.add_argument("--request-timeout", type=float, default=60, help="seconds one HTTP request may take")
     args = ap.parse_args(argv)
 
-    proc = None
+    proc = client = None
     if args.comfyui:
         port = free_port()
         print(f"starting ComfyUI from {args.comfyui} on port {port} ...", flush=True)
         proc = start_comfyui(args.comfyui, port, args.comfyui_args.split())
         args.server = f"http://127.0.0.1:{port}"
     try:
-        client = Client(args.server, args.timeout)
+        client = Client(args.server, args.timeout, insecure=args.insecure, cafile=args.cafile,
+                        request_timeout=args.request_timeout)
         api = load_api(args.workflow, client.object_info())
         for a in args.set:
             set_value(api, a)
@@ -635,15 +1018,12 @@ def main(argv=None) -> int:
             d = msg.get("data", {})
             if msg["type"] == "progress":
                 print(f"\r  node {d.get('node')} ({api.get(str(d.get('node')), {}).get('class_type', '?')}): "
-                      f"step {d['value']}/{d['max']}   ", end="", flush=True)
+                      f"step {d.get('value')}/{d.get('max')}   ", end="", flush=True)
             elif msg["type"] == "executing" and d.get("node") is not None:
                 print(f"\n  running node {d['node']} ({api.get(str(d['node']), {}).get('class_type', '?')})",
                       end="", flush=True)
-        try:
-            outputs, _ = client.run_watched(api, on_event=show)
-            print()
-        except OSError:  # no websocket (a proxy in between): poll instead
-            outputs = client.run(api)
+        outputs, _ = client.run_watched(api, on_event=show)
+        print()
         saved, refused = save_outputs(client, outputs, args.out)
         for path in saved:
             print(path)
@@ -653,14 +1033,36 @@ def main(argv=None) -> int:
         if refused:
             print(f"{len(refused)} output image(s) not saved: their names reach outside {args.out}", file=sys.stderr)
             return 2
+    except KeyboardInterrupt:
+        return _stop_own_prompt(client)
     except WorkflowError as e:
         print(f"ComfyUI error: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:  # connection, TLS, timeout, HTTP status, a bad URL: say it plainly
+        print(f"error: {e}", file=sys.stderr)
         return 1
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
     return 0
+
+
+def _stop_own_prompt(client) -> int:
+    """Ctrl-C: stop the prompt this run queued (and no other); exit code 130."""
+    pid = client.last_prompt_id if client is not None else None
+    if pid is None:
+        print("\nstopped: nothing was queued", file=sys.stderr)
+        return 130
+    try:
+        what = client.interrupt(pid)
+    except (OSError, ValueError) as e:
+        print(f"\nstopped, but prompt {pid} could not be cancelled on the server: {e}", file=sys.stderr)
+        return 130
+    print("\nstopped: " + {"interrupted": f"prompt {pid} was interrupted",
+                            "deleted": f"prompt {pid} was removed from the queue"}.get(
+        what, f"prompt {pid} is neither running nor queued any more; nothing was interrupted"), file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":
