@@ -1,8 +1,8 @@
 """Makes the edit-map pictures in the README from the project's own code (no checkpoint involved).
 
 1. docs/images/editmap_ops.png: each pixels_core.editmap op on the bundled example mask / depth image
-   (workflows/inputs/pixels_mask.png, pixels_depth.png, made by tools/make_example_inputs.py).
-2. docs/images/editmap_pipeline.png: the map of workflows/api/pixels_map_from_mask.json (mask -> grow -> falloff,
+   (example_workflows/inputs/pixels_mask.png, pixels_depth.png, made by tools/make_example_inputs.py).
+2. docs/images/editmap_pipeline.png: the map of example_workflows/api/pixels_map_from_mask.json (mask -> grow -> falloff,
    ramp -> levels, combined with max), its release preview (PixelsMapPreview's maths: pixels_core.editmap.preview,
    40 steps, latent grid 1/8), and PIXELS run with that map in pixel space with an *analytic* denoiser (the exact
    per-pixel posterior mean of {source, exemplar}, pixels_core.analytic.FiniteSetDenoiser): it shows where the map
@@ -30,7 +30,7 @@ OUT = ROOT / "docs" / "images"
 
 
 def load(name, mode="L"):
-    im = Image.open(ROOT / "workflows" / "inputs" / name).convert(mode).resize((S, S), Image.BICUBIC)
+    im = Image.open(ROOT / "example_workflows" / "inputs" / name).convert(mode).resize((S, S), Image.BICUBIC)
     a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
     return a.permute(2, 0, 1)[None] if mode == "RGB" else a[None]
 

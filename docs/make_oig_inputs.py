@@ -1,4 +1,4 @@
-"""Draws workflows/inputs/oig_cat.png, the cartoon cat on a sofa that the OIG example workflow edits (cat -> dog).
+"""Draws example_workflows/inputs/oig_cat.png, the cartoon cat on a sofa that the OIG example workflow edits (cat -> dog).
 
 Run from the pack root: ``python docs/make_oig_inputs.py``. Plain PIL drawing, no model involved.
 """
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
-OUT = Path(__file__).resolve().parent.parent / "workflows" / "inputs" / "oig_cat.png"
+OUT = Path(__file__).resolve().parent.parent / "example_workflows" / "inputs" / "oig_cat.png"
 
 
 def main(size: int = 512) -> None:

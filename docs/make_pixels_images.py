@@ -27,7 +27,7 @@ OUT = ROOT / "docs" / "images"
 
 
 def load(name, mode="RGB"):
-    im = Image.open(ROOT / "workflows" / "inputs" / name).convert(mode).resize((S, S), Image.BICUBIC)
+    im = Image.open(ROOT / "example_workflows" / "inputs" / name).convert(mode).resize((S, S), Image.BICUBIC)
     a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
     return a.permute(2, 0, 1)[None] if mode == "RGB" else a[None, None]
 

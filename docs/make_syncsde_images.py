@@ -37,7 +37,7 @@ def to_img(t):
 
 
 def main():
-    im = Image.open(ROOT / "workflows" / "inputs" / "pixels_source.png").convert("RGB").resize((SIZE, SIZE), Image.BILINEAR)
+    im = Image.open(ROOT / "example_workflows" / "inputs" / "pixels_source.png").convert("RGB").resize((SIZE, SIZE), Image.BILINEAR)
     src = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).float().reshape(SIZE, SIZE, 3).permute(2, 0, 1)[None] / 127.5 - 1
     mu_s = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(src, (4, 4, 4, 4), mode="replicate"), 9, stride=1)
     meadow = (torch.arange(SIZE)[:, None] >= int(0.6 * SIZE)).float().expand(SIZE, SIZE)[None, None]

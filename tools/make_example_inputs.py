@@ -1,4 +1,4 @@
-"""Writes the bundled example inputs in workflows/inputs/ (procedural, deterministic, made by this script).
+"""Writes the bundled example inputs in example_workflows/inputs/ (procedural, deterministic, made by this script).
 
 source: a meadow under a blue sky; exemplar: a beach at sunset; exemplar2: a snowy field;
 map: white left quarter (keeps the source), a grey ramp across the middle half, black right quarter (takes the
@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 S = 512
-OUT = Path(__file__).resolve().parent.parent / "workflows" / "inputs"
+OUT = Path(__file__).resolve().parent.parent / "example_workflows" / "inputs"
 
 
 def _grad(top, bottom, h=S, w=S):

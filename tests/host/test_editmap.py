@@ -8,7 +8,7 @@ import pytest
 import comfy_client
 
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
-WORKFLOW = REPO / "workflows" / "api" / "pixels_map_from_mask.json"
+WORKFLOW = REPO / "example_workflows" / "api" / "pixels_map_from_mask.json"
 NODE_IDS = ["PixelsMapGrow", "PixelsMapBlur", "PixelsMapLevels", "PixelsMapEqualize", "PixelsMapStretch",
             "PixelsMapInvert", "PixelsMapQuantize", "PixelsMapFromDepth", "PixelsMapRamp", "PixelsMapFalloff",
             "PixelsMapCombine", "PixelsMapPreview"]
@@ -76,7 +76,7 @@ def test_map_from_mask_workflow_headless(comfy, tmp_path):
 
     api = json.loads(WORKFLOW.read_text())
     for name in comfy_client.image_inputs(api):  # 64-px copies under the same names
-        Image.open(REPO / "workflows" / "inputs" / name).resize((64, 64), Image.BILINEAR).save(tmp_path / name)
+        Image.open(REPO / "example_workflows" / "inputs" / name).resize((64, 64), Image.BILINEAR).save(tmp_path / name)
         comfy.upload(tmp_path / name)
     for node in api.values():
         if node["class_type"] == "PixelsMapRamp":

@@ -17,8 +17,8 @@ import pytest
 import comfy_client
 
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
-WORKFLOW = REPO / "workflows" / "api" / "oig_text_edit.json"
-INPUTS = REPO / "workflows" / "inputs"
+WORKFLOW = REPO / "example_workflows" / "api" / "oig_text_edit.json"
+INPUTS = REPO / "example_workflows" / "inputs"
 
 
 def graph(steps: int | None = 2, size: int = 64, **guider) -> dict:

@@ -1,6 +1,6 @@
 """sync-SDE nodes in a real ComfyUI (tiny models): exactness with identical prompts, clear errors, cancel.
 
-The two example workflows (workflows/api/syncsde_*.json) run in test_workflows.py.
+The two example workflows (example_workflows/api/syncsde_*.json) run in test_workflows.py.
 """
 import importlib.util
 import io
@@ -24,7 +24,7 @@ TGT = "a red house on a snowy meadow"
 @pytest.fixture(scope="module")
 def source_name(comfy, tmp_path_factory):
     path = tmp_path_factory.mktemp("syncsde") / "syncsde_src64.png"
-    Image.open(REPO / "workflows" / "inputs" / "pixels_source.png").convert("RGB").resize((64, 64)).save(path)
+    Image.open(REPO / "example_workflows" / "inputs" / "pixels_source.png").convert("RGB").resize((64, 64)).save(path)
     return comfy.upload(path)
 
 

@@ -6,7 +6,7 @@ workflow to the prompt that the Run button queues. It checks that
 
 - loading raises no page error, console error or warning, failed request to the server, dialog (missing nodes,
   load errors) or warning toast, and every node is a registered type;
-- the prompt equals ``workflows/api/<name>.json`` with its absent widget inputs set to their defaults (a UI file
+- the prompt equals ``example_workflows/api/<name>.json`` with its absent widget inputs set to their defaults (a UI file
   without an API twin is compared with ``comfy_client.ui_to_api``);
 - ``comfy_client.api_to_ui`` of every API workflow passes the same checks, and lays the nodes out without overlaps
   at the sizes the frontend gives them.
@@ -31,9 +31,9 @@ if not CHROMIUM:
     pytest.skip("no Chromium for Playwright (apt-get install chromium, or set PIXELS_CHROMIUM)", allow_module_level=True)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
-UI = sorted((REPO / "workflows").glob("*.json"))
-API = sorted((REPO / "workflows" / "api").glob("*.json"))
-INPUTS = REPO / "workflows" / "inputs"
+UI = sorted((REPO / "example_workflows").glob("*.json"))
+API = sorted((REPO / "example_workflows" / "api").glob("*.json"))
+INPUTS = REPO / "example_workflows" / "inputs"
 SHOTS = os.environ.get("PIXELS_UI_SCREENSHOTS")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -172,7 +172,7 @@ def test_ui_workflow_loads_and_queues_its_api_twin(comfy, frontend, path):
     ui = json.loads(path.read_text())
     assert comfy_client.is_ui(ui)
     oi = comfy.object_info()
-    twin = REPO / "workflows" / "api" / path.name
+    twin = REPO / "example_workflows" / "api" / path.name
     want = comfy_client.with_defaults(json.loads(twin.read_text()), oi) if twin.exists() else comfy_client.ui_to_api(ui, oi)
     res = frontend.load(ui, shot=path.stem)
     stale = comfy_client.ui_to_api(ui, oi) != want

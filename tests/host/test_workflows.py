@@ -1,8 +1,10 @@
-"""Every example workflow: its UI-format twin matches the API format, and it runs headless with images out,
-a progress bar that runs to its end and latent previews on the websocket."""
+"""Every example workflow (``example_workflows/``, ComfyUI's folder for custom-node templates): its UI-format twin
+matches the API format, ComfyUI's templates route lists it and serves it with its thumbnail, and it runs headless
+from its bundled inputs with images out, a progress bar that runs to its end and latent previews on the websocket."""
 import io
 import json
 import pathlib
+import urllib.request
 
 import pytest
 import torch
@@ -11,17 +13,41 @@ from PIL import Image
 import comfy_client
 
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
-API = sorted((REPO / "workflows" / "api").glob("*.json"))
-INPUTS = REPO / "workflows" / "inputs"
+EXAMPLES = REPO / "example_workflows"
+API = sorted((EXAMPLES / "api").glob("*.json"))
+INPUTS = EXAMPLES / "inputs"
+PACK = "comfyui-pixels-edit"  # the pack's folder name in custom_nodes (conftest): the templates' module name
+UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # frontend-only: never queued
 SIZE = 64  # tiny models, tiny images
 # Fewer steps where one step costs minutes on a CPU: OIG's guided step runs a full-size CLIP ViT-L forward and
 # backward (the smallest vision tower ComfyUI's loader accepts). The full step count runs in tests/host/test_oig.py.
 FEWER_STEPS = {"oig_text_edit": {("BasicScheduler", "steps"): 3}}
 
 
+def _scale(api: dict, nid: str, image: list) -> list:
+    api[nid] = {"class_type": "ImageScale", "inputs": {"image": image, "upscale_method": "bilinear",
+                                                      "width": SIZE, "height": SIZE, "crop": "disabled"}}
+    return [nid, 0]
+
+
 def shrink(api: dict, name: str = "") -> dict:
-    """The same graph at 64 px: every width/height widget set to 64 (image inputs are uploaded at 64 px)."""
+    """The same graph at 64 px: every width/height widget set to 64, and each bundled picture (512 px, from a
+    PixelsLoadExample) scaled to 64 px between the loader and what it feeds (new nodes get ids from 1000 up)."""
     out = json.loads(json.dumps(api))
+    used = {tuple(v) for n in out.values() for v in n["inputs"].values() if isinstance(v, list) and len(v) == 2}
+    scaled = {}
+    for k in [k for k, n in api.items() if n["class_type"] == "PixelsLoadExample"]:
+        i = int(k)
+        scaled[(k, 0)] = _scale(out, str(1000 + i), [k, 0])
+        if (k, 1) in used:  # its MASK: through an image and back
+            out[str(2000 + i)] = {"class_type": "MaskToImage", "inputs": {"mask": [k, 1]}}
+            small = _scale(out, str(3000 + i), [str(2000 + i), 0])
+            out[str(4000 + i)] = {"class_type": "ImageToMask", "inputs": {"image": small, "channel": "red"}}
+            scaled[(k, 1)] = [str(4000 + i), 0]
+    for nid in api:
+        for key, value in out[nid]["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and tuple(value) in scaled:
+                out[nid]["inputs"][key] = scaled[tuple(value)]
     for node in out.values():
         for key in ("width", "height"):
             if isinstance(node["inputs"].get(key), int):
@@ -32,14 +58,15 @@ def shrink(api: dict, name: str = "") -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def small_inputs(comfy, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("inputs")
-    for f in INPUTS.glob("*.png"):
-        im = Image.open(f)
-        im.resize((SIZE, SIZE), Image.BILINEAR).save(folder / f.name)
-        comfy.upload(folder / f.name)
-    return folder
+def without_ui_only(ui: dict) -> dict:
+    out = json.loads(json.dumps(ui))
+    out["nodes"] = [n for n in out["nodes"] if n["type"] not in UI_ONLY]
+    return out
+
+
+def fetch(comfy, path: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(comfy.url + path, timeout=30) as r:
+        return r.status, r.headers.get("Content-Type", ""), r.read()
 
 
 def test_there_are_workflows():
@@ -49,19 +76,51 @@ def test_there_are_workflows():
 
 @pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
 def test_ui_twin_matches_api(comfy, path):
-    ui_path = REPO / "workflows" / path.name
+    ui_path = EXAMPLES / path.name
     assert ui_path.exists(), f"no UI-format twin for {path.name}: run tools/build_workflows.py"
     ui = json.loads(ui_path.read_text())
     assert comfy_client.is_ui(ui)
     oi = comfy.object_info()
-    assert comfy_client.ui_to_api(ui, oi) == comfy_client.with_defaults(json.loads(path.read_text()), oi)
+    assert comfy_client.ui_to_api(without_ui_only(ui), oi) == comfy_client.with_defaults(json.loads(path.read_text()), oi)
+
+
+def test_templates_route_lists_every_workflow(comfy):
+    """GET /api/workflow_templates (what the frontend's templates browser asks for) lists exactly the UI workflows,
+    under this pack's folder name; the API twins in api/ are not listed."""
+    listing = comfy.get_json("/api/workflow_templates")
+    assert sorted(listing.get(PACK, [])) == sorted(p.stem for p in API), listing
 
 
 @pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
-def test_workflow_runs_headless(comfy, small_inputs, path):
-    api = shrink(json.loads(path.read_text()), path.stem)
-    missing = [n for n in comfy_client.image_inputs(api) if not (INPUTS / n).exists()]
-    assert not missing, f"{path.name} loads images not in workflows/inputs: {missing}"
+def test_template_is_served_with_thumbnail_and_note(comfy, path):
+    """The files the templates browser fetches: <name>.json (the UI workflow, with a MarkdownNote that says what it
+    does and names every model file it loads, and the loaders' download links) and <name>.jpg (its thumbnail)."""
+    status, _, body = fetch(comfy, f"/api/workflow_templates/{PACK}/{path.stem}.json")
+    ui = json.loads(body)
+    assert status == 200 and ui == json.loads((EXAMPLES / path.name).read_text())
+    notes = [n for n in ui["nodes"] if n["type"] == "MarkdownNote"]
+    assert notes, f"{path.name}: no MarkdownNote"
+    text = notes[0]["widgets_values"][0]
+    links = [m for n in ui["nodes"] for m in (n.get("properties") or {}).get("models", [])]
+    for n in json.loads(path.read_text()).values():
+        for key in ("ckpt_name", "clip_name", "control_net_name", "unet_name", "vae_name"):
+            file = n["inputs"].get(key)
+            if isinstance(file, str):
+                assert file in text, f"{path.name}: the note does not name {file}"
+                assert any(m["name"] == file and m["url"].startswith("https://") for m in links), (path.name, file)
+    status, ctype, jpg = fetch(comfy, f"/api/workflow_templates/{PACK}/{path.stem}.jpg")
+    assert status == 200 and ctype == "image/jpeg" and len(jpg) < 60_000, (status, ctype, len(jpg))
+    assert Image.open(io.BytesIO(jpg)).size == (512, 512)
+
+
+@pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
+def test_workflow_runs_headless(comfy, path):
+    api = json.loads(path.read_text())
+    assert not comfy_client.image_inputs(api), f"{path.name} needs uploads: load bundled pictures with PixelsLoadExample"
+    for nid, n in api.items():
+        if n["class_type"] == "PixelsLoadExample":
+            assert (INPUTS / n["inputs"]["image"]).exists(), f"{path.name} node {nid}: {n['inputs']['image']} not bundled"
+    api = shrink(api, path.stem)
     comfy_client.set_seed(api, 1000 + API.index(path))  # a seed of its own: no cached result
     outputs, events = comfy.run_watched(api)
     progress = [e["data"] for e in events if e["type"] == "progress"]
@@ -78,22 +137,21 @@ def test_workflow_runs_headless(comfy, small_inputs, path):
 
 PIXELS_WORKFLOWS = [p for p in API if any(n["class_type"] == "PixelsExemplar" for n in json.loads(p.read_text()).values())]
 SAMPLING = {"PixelsProgressiveEdit", "SamplerCustomAdvanced"}
+OTHER_EXEMPLAR = {"pixels_exemplar.png": "pixels_exemplar2.png", "pixels_exemplar2.png": "pixels_exemplar.png"}
 
 
 @pytest.mark.parametrize("path", PIXELS_WORKFLOWS, ids=[p.stem for p in PIXELS_WORKFLOWS])
-def test_pixels_workflow_output_follows_its_exemplar(comfy, small_inputs, path):
+def test_pixels_workflow_output_follows_its_exemplar(comfy, path):
     """Each shipped PIXELS workflow demonstrates its exemplar: another exemplar image gives another edit."""
-    api = shrink(json.loads(path.read_text()), path.stem)
+    shipped = json.loads(path.read_text())
+    api = shrink(shipped, path.stem)
     comfy_client.set_seed(api, 2000 + API.index(path))
-    loaders = {n["inputs"]["exemplar"][0] for n in api.values() if n["class_type"] == "PixelsExemplar"}
+    loaders = {n["inputs"]["exemplar"][0] for n in shipped.values() if n["class_type"] == "PixelsExemplar"}
     samplers = [k for k, n in api.items() if n["class_type"] in SAMPLING]
     assert loaders and samplers
     for k in samplers:  # compare latents: the tiny random VAE decodes small latent changes to the same 8-bit image
         slot = 1 if api[k]["class_type"] == "PixelsProgressiveEdit" else 0
         api[f"9{k}"] = {"class_type": "SaveLatent", "inputs": {"samples": [k, slot], "filename_prefix": f"follows_{k}"}}
-    flipped = small_inputs / "alt_exemplar.png"
-    Image.open(INPUTS / "pixels_source.png").resize((SIZE, SIZE)).transpose(Image.FLIP_LEFT_RIGHT).save(flipped)
-    comfy.upload(flipped)
 
     def edits(api):
         out = comfy.run(api)
@@ -101,8 +159,8 @@ def test_pixels_workflow_output_follows_its_exemplar(comfy, small_inputs, path):
 
     before = edits(api)
     for k in loaders:
-        assert api[k]["class_type"] == "LoadImage"
-        api[k]["inputs"]["image"] = "alt_exemplar.png"
+        assert api[k]["class_type"] == "PixelsLoadExample"
+        api[k]["inputs"]["image"] = OTHER_EXEMPLAR[api[k]["inputs"]["image"]]
     after = edits(api)
     for k, a, b in zip(samplers, before, after):
         assert not torch.equal(a, b), f"{path.name}: changing the exemplar left the edit of node {k} unchanged"
