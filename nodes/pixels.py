@@ -104,9 +104,10 @@ class PixelsProgressiveSampler(io.ComfyNode):
                         "Connect the source latent (VAE Encode of the source) to SamplerCustomAdvanced's latent_image "
                         "and set the start strength with the scheduler's denoise.",
             inputs=[
-                io.Sampler.Input("sampler", tooltip="The sampler to run (e.g. from KSamplerSelect). First-order samplers "
-                                 "(euler, euler_ancestral, ddim, heun, ...) follow Algorithm 1 exactly; multistep ones "
-                                 "(dpmpp_2m, uni_pc, ...) get the blend through their denoiser (see the README)."),
+                io.Sampler.Input("sampler", tooltip="The sampler to run (e.g. from KSamplerSelect). Samplers without history "
+                                 "between steps (euler, euler_ancestral, ddim, heun, ...; found by a test run, not by "
+                                 "name) follow Algorithm 1 exactly; multistep ones (dpmpp_2m, uni_pc, ...) get the "
+                                 "pack's own rule, the blend through their denoiser (see the README)."),
                 Exemplars.Input("exemplars", tooltip="One or more exemplars with maps, from PIXELS Exemplar nodes."),
                 io.Vae.Input("vae", tooltip="VAE that encodes the exemplar images (the one that encoded the source). "
                              "Exemplars must already be the source's size here."),
@@ -145,7 +146,9 @@ class PixelsProgressiveEdit(io.ComfyNode):
                 session.cfg_input("Classifier-free guidance, as in KSampler. Raising it follows the prompt more strongly "
                                   "(no effect with an empty prompt; the official code uses 17.5 on the SDXL refiner).", 7.0),
                 io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler",
-                               tooltip="Sampler. euler/ddim follow Algorithm 1 exactly."),
+                               tooltip="Sampler. Those without history between steps (euler, ddim, euler_ancestral, "
+                                       "heun, ...) follow Algorithm 1 exactly; multistep ones get the pack's own rule "
+                                       "(README)."),
                 session.scheduler_input("Sigma schedule."),
                 io.Float.Input("denoise", default=0.4, min=0.01, max=1.0, step=0.01,
                                tooltip="Start strength t_ds (the official code's denoising_start 0.6 = 0.4). Raising it lets "

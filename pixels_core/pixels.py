@@ -1,5 +1,6 @@
-"""PIXELS: progressive exemplar-driven editing with per-pixel release (Algorithm 1 of Das Biswas, Shreve, Li, Singhal
-and Roy, "PIXELS: Progressive Image Exemplar-based Editing with Latent Surgery"; code: amazon-science/PIXELS).
+"""PIXELS: Shristi Das Biswas, Matthew Shreve, Xuelu Li, Prateek Singhal, Kaushik Roy, "PIXELS: Progressive Image
+Xemplar-based Editing with Latent Surgery", AAAI 2025, arXiv:2501.09826 (code: amazon-science/PIXELS). Algorithm 1:
+progressive exemplar-driven editing with per-pixel release.
 
 Polarity is the paper's: an edit map value of 1 (white) keeps the source, 0 (black) takes the
 exemplar, grey sets *when* a pixel is released to the denoiser (darker = earlier = more change).
@@ -9,11 +10,13 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import warnings
 
 import torch
 
 from . import masks
 from .parameterization import get as _param
+from .schedule import check_sigmas
 
 CURVES = ("linear", "quadratic", "cubic", "log", "sigmoid")
 FINALS = ("source", "model")
@@ -115,7 +118,7 @@ def check_releases(combined: torch.Tensor, n: int, curve: str, gamma: float) -> 
 
 def exemplar_coverage(combined: torch.Tensor, owner: torch.Tensor, k: int, thr0: float = 0.0) -> list[int]:
     """Latent pixels each of the ``k`` exemplars fills at step 0 (Algorithm 1, line 10: where ``map <= thr_0``)."""
-    filled = combined <= thr0
+    filled = combined.double() <= thr0
     return [int((filled & (owner == j)).sum()) for j in range(k)]
 
 
@@ -141,24 +144,136 @@ def check_coverage(maps: list[torch.Tensor], combined: torch.Tensor, owner: torc
 
 def never_released(combined: torch.Tensor, n: int, curve: str = "linear", gamma: float = 1.0) -> torch.Tensor:
     """Pixels the map holds through every one of the ``n`` steps (``map > thr_{n-1}``): they keep the source."""
-    return combined > threshold(n - 1, n, curve, gamma)
+    return combined.double() > threshold(n - 1, n, curve, gamma)
 
 
 # ----------------------------------------------------------------------------------------------
 # Sampler
 # ----------------------------------------------------------------------------------------------
 
-# k-diffusion samplers whose whole state is ``x``: driving them one step at a time is exact.
-SINGLE_STEP_SAMPLERS = frozenset({
-    "sample_euler", "sample_euler_ancestral", "sample_heun", "sample_heunpp2", "sample_dpm_2",
-    "sample_dpm_2_ancestral", "sample_dpmpp_2s_ancestral", "sample_dpmpp_sde", "sample_ddpm", "sample_lcm",
-    "sample_euler_cfg_pp", "sample_euler_ancestral_cfg_pp", "sample_dpmpp_2s_ancestral_cfg_pp",
-})
+# Which samplers run exact Algorithm 1: decided by what the sampler does, not by its name.
+#
+# A sampler keeps no history between steps exactly when running a schedule in one call gives the same result as
+# running it one step per call, each call restarted from the state the previous one returned. The probe checks
+# that on a tiny float64 tensor with a deterministic, nonlinear stand-in denoiser, a deterministic noise sampler
+# (a function of ``(sigma, sigma_next)`` only, so both runs see the same noise at the same interval) and a short
+# all-positive schedule inside (0, 1) (valid for EPS and flow models, and away from the samplers' special last
+# step to 0). History-free samplers agree bit for bit; multistep ones (their history restarts with every call)
+# differ by far more than rounding.
+_PROBE_SIGMAS = (0.92, 0.77, 0.61, 0.47, 0.35, 0.26, 0.18)  # 6 steps: enough to switch on any 4th-order history
+_PROBE_ULPS = 100  # tolerance in units of the dtype's epsilon (float64: 2e-14); ComfyUI's multistep samplers: > 1e-3
+_PROBE_SEED = 20250101  # for samplers that seed their own noise from extra_args["seed"]
+_probe_cache: dict = {}
 
 
-def is_single_step(sampler_fn) -> bool:
-    """True when ``sampler_fn`` keeps no history between steps (see :data:`SINGLE_STEP_SAMPLERS`)."""
-    return getattr(sampler_fn, "__name__", "") in SINGLE_STEP_SAMPLERS
+def _probe_patterns(shape, dtype=torch.float64):
+    n = 1
+    for d in shape:
+        n *= d
+    t = torch.arange(n, dtype=dtype).reshape(shape)
+    return torch.sin(0.37 * t + 0.2), torch.cos(0.61 * t + 1.1), torch.sin(1.13 * t + 2.3)
+
+
+def _probe_model(host, shape, dtype):
+    """The stand-in denoiser: ``host``'s attributes (samplers read e.g. ComfyUI's ``model.inner_model...``), a
+    deterministic nonlinear prediction, and ComfyUI's post-CFG hooks (``model_options["sampler_post_cfg_function"]``,
+    through which the CFG++ samplers read the unconditional prediction) called as the host's CFG calls them."""
+    p1, p2, _ = _probe_patterns(shape, dtype)
+
+    def denoise(x, sigma, **kw):
+        s = torch.as_tensor(sigma, dtype=dtype).reshape(-1, *([1] * (x.ndim - 1)))
+        x = x.to(dtype)
+        cond = 0.8 * torch.tanh((1.0 + s) * x + p1) + 0.3 * torch.sin(3.0 * s) * p2 - 0.2 * s * x
+        uncond = 0.5 * torch.tanh(0.7 * x - s) + 0.1 * torch.cos(2.0 * s) * p1
+        denoised = uncond + (cond - uncond) * 2.5
+        model_options = kw.get("model_options") or {}
+        for fn in model_options.get("sampler_post_cfg_function", []):
+            denoised = fn({"denoised": denoised, "cond": None, "uncond": None, "cond_scale": 2.5, "model": host,
+                           "uncond_denoised": uncond, "cond_denoised": cond, "sigma": sigma,
+                           "model_options": model_options, "input": x})
+        return denoised
+
+    return _DenoiserProxy(denoise, host)
+
+
+def _probe_noise(shape, dtype):
+    _, _, p3 = _probe_patterns(shape, dtype)
+
+    def noise_sampler(sigma, sigma_next=None):
+        a = float(torch.as_tensor(sigma).reshape(-1)[0]) if sigma is not None else 0.0
+        b = float(torch.as_tensor(sigma_next).reshape(-1)[0]) if sigma_next is not None else 0.0
+        return torch.cos(5.0 * p3 + 7.0 * a + 3.0 * b)
+
+    return noise_sampler
+
+
+def probe_sampler(sampler_fn, options=None, host=None, noise_sampler: bool = True, dtype=torch.float64) -> float:
+    """Relative difference between running the probe schedule in one call of ``sampler_fn`` and running it one
+    step per call (each restarted from the state the last returned); ``inf`` when the sampler raises or returns
+    something non-finite. 0 (to rounding) for a sampler without history. ``options``: the sampler's extra options;
+    ``host``: the model the sampler will be given (its attributes are forwarded); ``noise_sampler``: whether the run
+    passes a noise sampler (else the sampler's own default noise is probed, which restarts with every call);
+    ``dtype`` of the probe tensors. Raises what the sampler raises."""
+    options = dict(options or {})
+    shape = (1, 4, 3, 3)
+    sig = torch.tensor(_PROBE_SIGMAS, dtype=dtype)
+    x0 = 0.9 * _probe_patterns(shape, dtype)[2] + 0.3
+    if noise_sampler and _accepts(sampler_fn, "noise_sampler"):
+        options["noise_sampler"] = _probe_noise(shape, dtype)
+    model = _probe_model(host, shape, dtype)
+
+    def call(x, s):
+        return sampler_fn(model, x, s, extra_args={"seed": _PROBE_SEED, "model_options": {}}, callback=None,
+                          disable=True, **options)
+
+    # a sampler drawing from the global RNG must not shift it; library warnings about the tiny schedule are noise
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = call(x0.clone(), sig)
+        z = x0.clone()
+        for i in range(len(sig) - 1):
+            z = call(z, sig[i:i + 2])
+    whole, z = torch.as_tensor(whole, dtype=torch.float64), torch.as_tensor(z, dtype=torch.float64)
+    if whole.shape != z.shape or not bool(torch.isfinite(whole).all() and torch.isfinite(z).all()):
+        return math.inf
+    return float((whole - z).abs().max() / whole.abs().max().clamp_min(1e-12))
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def is_single_step(sampler_fn, options=None, host=None, noise_sampler: bool = True) -> bool:
+    """True when ``sampler_fn`` keeps no history between steps, so that driving it one step at a time is exact
+    (:func:`probe_sampler` within 100 rounding units: float64, or float32 for a sampler that refuses float64). Cached
+    per sampler function, options, host type and whether a noise sampler is passed. A sampler that raises on the
+    probe gets the safe answer, False (the multistep rule), with a log line."""
+    try:
+        opts_key = tuple(sorted((str(k), repr(v)) for k, v in dict(options or {}).items()))
+        key = (sampler_fn, opts_key, type(host), bool(noise_sampler))
+        hash(key)
+    except Exception:
+        key = None
+    if key is not None and key in _probe_cache:
+        return _probe_cache[key]
+    diff, tol, why = math.inf, 0.0, ""
+    for dtype in (torch.float64, torch.float32):  # some samplers build float32 tensors of their own
+        try:
+            diff = probe_sampler(sampler_fn, options, host, noise_sampler, dtype)
+            tol = _PROBE_ULPS * torch.finfo(dtype).eps
+            why = f"one-call and step-by-step {dtype} runs differ by {diff:.3g} (relative)"
+            break
+        except Exception as e:  # a sampler the probe cannot run: the multistep rule is safe for every sampler
+            why = f"the probe raised {type(e).__name__}: {e}"
+    else:
+        log.warning("PIXELS: could not probe sampler %s (%s); using the multistep rule", _name(sampler_fn), why)
+    single = diff <= tol
+    log.info("PIXELS: sampler %s is %s (%s)", _name(sampler_fn),
+             "history-free: exact Algorithm 1 step by step" if single else "multistep: the blend enters through its "
+             "denoiser", why)
+    if key is not None:
+        _probe_cache[key] = single
+    return single
 
 
 def _accepts(fn, name: str) -> bool:
@@ -182,9 +297,6 @@ def euler_step_sampler(model, x, sigmas, extra_args=None, callback=None, disable
     return x
 
 
-euler_step_sampler.__name__ = "sample_euler"
-
-
 @torch.no_grad()
 def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None, *, source, noise,
                   exemplars, exemplar_noises, edit_maps, add_noise=None, param="eps", sampler=None,
@@ -196,7 +308,8 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     exemplar latents, their own noise draws and maps (latent resolution, paper polarity). ``sampler`` is
     any k-diffusion sampler (default Euler); ``mode`` is ``"stepwise"`` (exact Algorithm 1: the state is
     overwritten between single steps of ``sampler``), ``"wrapped"`` (for multistep samplers: see
-    :func:`_wrapped`) or ``"auto"`` (stepwise for samplers without history).
+    :func:`_wrapped`) or ``"auto"`` (stepwise when :func:`is_single_step` finds that ``sampler`` keeps no history
+    between steps, decided by running it, not by its name; else wrapped).
 
     ``final``: what the pixels the map never releases (``map > thr_{N-1}``) end as. ``"source"`` (default): exactly
     the source latent (noised to ``sigmas[-1]``, so the clean source when the schedule ends at 0), as the paper's
@@ -209,12 +322,12 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     extra_args = {} if extra_args is None else extra_args
     sampler = euler_step_sampler if sampler is None else sampler
     sampler_options = dict(sampler_options or {})
+    flow = add_noise is None and _param(param).is_flow  # a host's add_noise knows its own sigma range
     add_noise = add_noise or _param(param).add_noise
     n = len(sigmas) - 1
     if n < 1:
         return x
-    if sigmas[-1] < 0 or not bool((sigmas[:-1] > sigmas[1:]).all()):
-        raise ValueError("sigmas must be strictly decreasing and non-negative")
+    check_sigmas(sigmas, method="PIXELS", flow=flow)
     if len(exemplars) != len(edit_maps) or len(exemplars) != len(exemplar_noises):
         raise ValueError(f"got {len(exemplars)} exemplars, {len(edit_maps)} edit maps and "
                          f"{len(exemplar_noises)} exemplar noises: give one map and one noise per exemplar")
@@ -224,7 +337,8 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     check_releases(combined, n, curve, gamma)
     thr = [threshold(i, n, curve, gamma) for i in range(n)]
     check_coverage(list(edit_maps), combined, owner, thr[0])
-    held = [(combined > t).to(x.dtype) for t in thr]
+    # compared in float64, as release_step does (a float32 map would round a threshold such as log's 0.49999... to 0.5)
+    held = [(combined.double() > t).to(x.dtype) for t in thr]
     # held[n]: after the last step. "source" keeps the never-released pixels on the source; "model" holds nothing.
     held.append(held[n - 1] if final == "source" else torch.zeros_like(held[0]))
 
@@ -241,7 +355,7 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
         return x if i == 0 else add_noise(sigmas[i], noise, source)
 
     if mode == "auto":
-        mode = "stepwise" if is_single_step(sampler) else "wrapped"
+        mode = "stepwise" if is_single_step(sampler, sampler_options, model, noise_sampler is not None) else "wrapped"
     if mode == "stepwise":
         z = _stepwise(model, z, sigmas, extra_args, callback, sampler, sampler_options, held, renoise, noise_sampler)
     elif mode == "wrapped":
@@ -278,13 +392,16 @@ def _stepwise(model, z, sigmas, extra_args, callback, sampler, options, held, re
         cb = None
         if callback is not None:
             cb = lambda d, i=i: callback({**d, "i": i})  # noqa: E731
-        z = sampler(model, z, sigmas[i:i + 2], extra_args=extra_args, callback=cb, disable=True, **options)
+        # a fresh dict each step: samplers may add to it (ComfyUI's CFG++ samplers add a post-CFG hook per call)
+        z = sampler(model, z, sigmas[i:i + 2], extra_args=dict(extra_args), callback=cb, disable=True, **options)
     return z
 
 
 def _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, options, held, renoise, source, noise,
              add_noise, noise_sampler):
-    """Multistep rule: the blend enters through the denoiser, the sampler keeps its own history.
+    """Multistep rule (the pack's own, not the authors': Algorithm 1 is stated for single denoising steps, and
+    overwriting the state under a multistep solver would mix its stored history with a state it never produced):
+    the blend enters through the denoiser, the sampler keeps its own history.
 
     At a model call at sigma in step ``i`` the input is ``noised_src * M_i + x * (1 - M_i)`` and the output
     is ``D * (1 - M_{i+1}) + source * M_{i+1}``. A pixel that the next step holds anyway gets the clean
@@ -325,5 +442,5 @@ def owner_image(combined: torch.Tensor, owner: torch.Tensor, k: int, thr0: float
     hues = torch.arange(k, dtype=torch.float32) / max(k, 1)
     rgb = torch.stack([(0.5 + 0.5 * torch.cos(2 * math.pi * (hues + o))) for o in (0.0, 1 / 3, 2 / 3)], dim=1)  # (k, 3)
     img = rgb[owner.squeeze(1).long()].movedim(-1, 1)  # (B, 3, h, w)
-    starts_from_source = (combined > thr0).to(img.dtype)
+    starts_from_source = (combined.double() > thr0).to(img.dtype)
     return img * (1 - starts_from_source) + 0.5 * starts_from_source

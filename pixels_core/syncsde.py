@@ -1,11 +1,11 @@
-"""sync-SDE: "Semantic Editing with Coupled Stochastic Differential Equations" (Jianxin Zhang, Clayton Scott,
-arXiv:2509.24223); the authors' Flux update (Z-Jianxin/syncSDE-release), design.md §3.4.
+"""sync-SDE: Jianxin Zhang, Clayton Scott, "Semantic Editing with Coupled Stochastic Differential Equations",
+arXiv:2509.24223; the update is the authors' Flux sampling loop (code: Z-Jianxin/syncSDE-release).
 
 One Brownian path drives both the source and the edited image. The source state lies on that path,
 ``X_src,i = alpha_i (x0_src + B_i)``; the edit is the accumulated drift difference ``D``; the output is
 ``x0_src + D``. With identical source and target predictions ``D`` stays exactly 0.
 
-Flow (CONST) models, ``x = (1-s) x0 + s eps`` (exactly the authors' code, ``pipeline_syncsde.py``):
+Flow (CONST) models, ``x = (1-s) x0 + s eps`` (exactly the authors' Flux pipeline):
     forward SDE      dX = -X/(1-s) ds + g dW,   g^2 = 2s/(1-s)
     reverse drift    f(x) = 2(x0hat - x)/s - x/(1-s)          (their ``g2score + x/(1-s)``, v = x0 - eps)
     path increments  z_j * sqrt(2 m_j / (1-m_j)^3 * (s_j - s_{j+1})),  m_j = (s_j + s_{j+1})/2,
@@ -44,8 +44,10 @@ import math
 
 import torch
 
+from . import noise as _noise
 from .masks import check_values as _check_mask_values
 from .parameterization import get as _param
+from .schedule import check_sigmas
 
 try:  # progress bar like k-diffusion's samplers; optional
     from tqdm.auto import trange as _trange
@@ -62,21 +64,15 @@ INTEGRATORS = ("euler", "exponential")  # the authors' Euler step on the drift d
 # ----------------------------------------------------------------------------------------------
 
 def check_schedule(sigmas: torch.Tensor, kind="eps") -> None:
-    """Raise a clear ``ValueError`` unless ``sigmas`` is a decreasing schedule that ends at 0."""
-    if not torch.is_tensor(sigmas) or sigmas.ndim != 1 or sigmas.numel() < 2:
-        raise ValueError("sigmas: sync-SDE needs a 1-D sigma schedule with at least one step "
-                         "(e.g. from BasicScheduler)")
-    s = sigmas.detach().double().cpu()
-    if not torch.isfinite(s).all():
-        raise ValueError("sigmas: the schedule contains NaN or inf")
-    if float(s[-1]) != 0.0:
-        raise ValueError(f"sigmas: the schedule ends at sigma {float(s[-1]):.4g}, not 0. sync-SDE outputs the clean "
-                         "image x0_src + D and needs the full schedule down to 0: use a scheduler with denoise 1 and "
-                         "no SplitSigmas high part, and pick the start with start_step instead")
-    if (s[:-1] <= 0).any() or (s[1:] > s[:-1]).any():
-        raise ValueError("sigmas: the schedule must decrease (repeats allowed) and be positive before its final 0")
-    if _param(kind).is_flow and float(s[0]) > 1.0 + 1e-6:
-        raise ValueError(f"sigmas: a flow (CONST) model needs sigmas in [0, 1], got {float(s[0]):.4g} first")
+    """Raise a clear ``ValueError`` unless ``sigmas`` suits sync-SDE: :func:`pixels_core.schedule.check_sigmas` with
+    repeats allowed (ComfyUI's simple scheduler repeats sigmas past 1000 steps; a zero-length step changes nothing),
+    ending at 0 (the output is the clean ``x0_src + D``) and, for flow models, inside [0, 1]."""
+    try:
+        check_sigmas(sigmas, method="sync-SDE", repeats=True, ends_at_zero=True, flow=_param(kind).is_flow)
+    except ValueError as e:
+        if torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() >= 2 and float(sigmas[-1]) > 0:
+            raise ValueError(f"{e}; pick where the edit starts with start_step instead") from None
+        raise
 
 
 def resolve_start(sigmas: torch.Tensor, start_index=None, start_sigma=None, kind="eps") -> int:
@@ -140,9 +136,9 @@ def brownian_path(sigmas: torch.Tensor, noise: torch.Tensor, kind="eps", first: 
 
 
 def draw_noise(n: int, shape, seed: int, dtype=torch.float32) -> torch.Tensor:
-    """``n`` iid standard-normal draws of ``shape`` from a CPU generator seeded with ``seed`` (device-independent)."""
-    g = torch.Generator(device="cpu").manual_seed(int(seed) % (2 ** 63))
-    return torch.randn((n,) + tuple(shape), generator=g, dtype=dtype, device="cpu")
+    """``n`` iid standard-normal draws of ``shape`` for the shared path, :func:`pixels_core.noise.randn` of ``seed``
+    (drawn on the CPU: the same seed gives the same edit on every device; any widget seed is in range)."""
+    return _noise.randn((n,) + tuple(shape), seed, "sync-SDE path", dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,7 +175,7 @@ def step_coefficients(s: float, s_next: float, kind="eps", integrator="euler") -
 def sample_syncsde(model, x, sigmas, extra_args=None, callback=None, disable=None, *, source, kind="eps",
                    start_index=None, start_sigma=None, resample=False, seed=0, noise=None, mask=None,
                    integrator="euler"):
-    """sync-SDE coupled editing sampler (Zhang & Scott, arXiv:2509.24223; the authors' update, design.md §3.4).
+    """sync-SDE coupled editing sampler (the authors' update, module docstring).
 
     ``model(cat([X_src, X_tgt]), sigma_batch, **extra_args)`` must return the denoised x0 of both halves in
     ONE call: the first half under the source conditioning (and source CFG), the second under the target's.
@@ -213,7 +209,7 @@ def sample_syncsde(model, x, sigmas, extra_args=None, callback=None, disable=Non
         raise ValueError(f"noise: expected shape {(n,) + tuple(x0.shape)}, got {tuple(noise.shape)}")
     if resample:  # a fresh draw of B_i each step, same marginal law as the path (the authors re-draw it all)
         std = path_variance(sigmas.cpu(), kind).sqrt().tolist()
-        gen = torch.Generator(device="cpu").manual_seed((int(seed) * 7919 + 104729) % (2 ** 63))
+        gen = _noise.generator(seed, "sync-SDE resample")
     else:
         if noise is None:  # only the draws the run uses (j >= start), seeded on the CPU: device-independent
             noise = torch.cat([x0.new_zeros((start,) + tuple(x0.shape), device="cpu"),

@@ -174,36 +174,64 @@ def test_coverage_counts_pixels_at_step_zero():
     assert px.never_released(combined, 4).tolist() == [[[[False, False, False, True]]]]
 
 
+def hand_release_steps(values, n, curve, gamma):
+    """Algorithm 1 by hand: step i holds a pixel while ``map > thr_i`` (line 14, strict), ``thr_i = c(i/N)^gamma`` with
+    the curve ``c`` written out here; the release step is the first i that does not hold it (N: never released)."""
+    def thr(i):
+        t = i / n
+        c = {"linear": t, "quadratic": t * t, "cubic": t * t * t, "log": math.log1p(i) / math.log1p(n),
+             "sigmoid": 1 / (1 + math.exp(3 - 6 * t))}[curve]
+        return c ** gamma
+    out = []
+    for v in values:
+        i = 0
+        while i < n and v > thr(i):
+            i += 1
+        out.append(i)
+    return out
+
+
 @pytest.mark.parametrize("curve", px.CURVES)
 @pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
 def test_release_order_follows_curve(curve, gamma):
     param = P.EPS
     model, src, ex, noise, ex_noise, _ = setup("eps", seed=2)
-    emap = torch.rand(1, 1, H, W, generator=torch.Generator().manual_seed(3))
+    emap = torch.rand(1, 1, H, W, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     emap[..., 0, 0] = 0.0  # one pixel takes the exemplar (an exemplar that fills nothing is refused)
-    sigmas = karras(10)
+    n = 8
+    # map values exactly on thresholds (i/8, (i/8)^2, (i/8)^3 are exact in binary): strict '>' releases them at i
+    emap[..., 1, :] = torch.arange(W, dtype=torch.float64) / n
+    emap[..., 2, :] = (torch.arange(W, dtype=torch.float64) / n) ** 2
+    emap[..., 3, :] = (torch.arange(W, dtype=torch.float64) / n) ** 3
+    emap = emap.float()
+    sigmas = karras(n)
+    want = torch.tensor(hand_release_steps(emap.flatten().double().tolist(), n, curve, gamma)).reshape(emap.shape)
+    assert torch.equal(px.release_step(emap, n, curve, gamma), want)
+    if curve == "linear" and gamma == 1.0:  # the on-threshold row is released exactly at its own step
+        assert want[0, 0, 1].tolist() == list(range(W))
     seen = []
 
-    def spy(x, sigma, **kw):
-        d = model(x, sigma, **kw)
+    def spy(x, sigma, **kw):  # pulled halfway to the exemplar: a released pixel leaves the noised source at once
+        d = 0.5 * model(x, sigma, **kw) + 0.5 * ex
         seen.append((x.clone(), d))
         return d
 
     run(spy, src, ex, emap, noise, ex_noise, sigmas, param, curve=curve, gamma=gamma)
-    n = len(sigmas) - 1
-    release = px.release_step(emap, n, curve, gamma)
+    assert len(seen) == n
     for i, (x, _) in enumerate(seen):
-        thr = px.threshold(i, n, curve, gamma)
-        held = emap > thr
-        assert torch.equal(held, release > i)
-        if i > 0:  # held pixels are exactly the noised source at this step
-            noised = param.add_noise(sigmas[i], noise, src)
-            assert torch.allclose(x.masked_select(held.expand_as(x)), noised.masked_select(held.expand_as(x)), atol=1e-6)
-            # and released pixels are not overwritten: they carry on from the previous step's Euler update
-            prev_x, prev_d = seen[i - 1]
-            stepped = prev_x + (prev_x - prev_d) / sigmas[i - 1] * (sigmas[i] - sigmas[i - 1])
-            rel = (~held).expand_as(x)
-            assert torch.allclose(x.masked_select(rel), stepped.masked_select(rel), atol=1e-5)
+        held = (want > i).expand_as(x)
+        if i == 0:
+            continue
+        # pixels Algorithm 1 still holds are exactly the noised source at this step ...
+        noised = param.add_noise(sigmas[i], noise, src)
+        assert torch.allclose(x[held], noised[held], atol=1e-6)
+        # ... and released ones carry on from the previous step's Euler update (not overwritten)
+        prev_x, prev_d = seen[i - 1]
+        stepped = prev_x + (prev_x - prev_d) / sigmas[i - 1] * (sigmas[i] - sigmas[i - 1])
+        assert torch.allclose(x[~held], stepped[~held], atol=1e-5)
+        newly = ((want == i) & (want > 0)).expand_as(x)  # released at this very step: no longer the noised source
+        if newly.any():
+            assert (x[newly] - noised[newly]).abs().max() > 1e-3
 
 
 def test_thresholds_match_paper_formulas():

@@ -31,8 +31,116 @@ def onehot(idx, m=3, b=1):
 
 
 # ---------------------------------------------------------------------------------------------
-# identical conditioning -> the source, exactly
+# independent transcription: the source and the target SDE as two Euler-Maruyama loops on one Brownian path
 # ---------------------------------------------------------------------------------------------
+
+def two_sde_loops(den, x0, sigmas, z, start, kind, c_src, c_tgt):
+    """The authors' scheme written as two separate simulations, float64, plain Python floats for the schedule.
+
+    Path: ``B_N = 0``, ``B_j = B_{j+1} + z_j sqrt(2 m_j (s_j - s_{j+1})) / alpha(m_j)^1.5``, ``m_j`` the midpoint,
+    ``alpha = 1`` (eps) or ``1 - s`` (flow). The source lies on it, ``X_src,j = alpha(s_j) (x0 + B_j)``; the reverse
+    SDE's Brownian increment of step j is what the source path does beyond its own drift,
+    ``dW_j = X_src,j+1 - X_src,j - f_src(X_src,j) h_j``. The target is its own Euler-Maruyama loop
+    ``X_tgt,j+1 = X_tgt,j + f_tgt(X_tgt,j) h_j + dW_j`` from ``X_tgt,start = X_src,start``. The drift is written as
+    the authors write it, ``g^2 score + [flow] x/(1-s)``: flow ``g2score = 2 v - 2 x/(1-s)`` with the velocity
+    ``v = (x0hat - x)/s``; eps (VE) ``g^2 = 2 s`` and ``score = (x0hat - x)/s^2``. Returns the target's final state
+    and the (sigma, source state, target state) of every step run."""
+    sl = [float(v) for v in sigmas]
+    n = len(sl) - 1
+    flow = kind == "flow"
+    alpha = (lambda s: 1.0 - s) if flow else (lambda s: 1.0)  # noqa: E731
+    path = [None] * (n + 1)
+    path[n] = torch.zeros_like(x0)
+    for j in range(n - 1, -1, -1):
+        m = 0.5 * (sl[j] + sl[j + 1])
+        path[j] = path[j + 1] + z[j] * math.sqrt(2.0 * m * (sl[j] - sl[j + 1])) / alpha(m) ** 1.5
+    src = [alpha(sl[j]) * (x0 + path[j]) for j in range(n + 1)]
+
+    def f(x, s, c):
+        x0hat = den(x, torch.full((x.shape[0],), s, dtype=x.dtype), cond=c)
+        if flow:
+            v = (x0hat - x) / s
+            return (2.0 * v - 2.0 * x / (1.0 - s)) + x / (1.0 - s)
+        return (2.0 * s) * ((x0hat - x) / s ** 2)
+
+    x_tgt, seen = src[start].clone(), []
+    for j in range(start, n):
+        h = sl[j] - sl[j + 1]
+        seen.append((sl[j], src[j], x_tgt))
+        dw = src[j + 1] - src[j] - f(src[j], sl[j], c_src) * h
+        x_tgt = x_tgt + f(x_tgt, sl[j], c_tgt) * h + dw
+    return x_tgt, seen
+
+
+# soft prompts: the prediction depends on the state (a one-hot prompt pins it to one image whatever the path)
+SOFT_SRC = torch.tensor([[0.5, 0.2, 0.2, 0.1]], dtype=torch.float64)
+SOFT_TGT = torch.tensor([[0.1, 0.2, 0.6, 0.1]], dtype=torch.float64)
+
+
+def soft_set(kind):
+    """Four close 2x2x2 images and a source near the first: posteriors stay soft down to low sigma, so the edit depends
+    on the path (far-apart or large images make the prediction snap to one image whatever the state)."""
+    g = torch.Generator().manual_seed(2)
+    den = FiniteSetDenoiser(0.3 * torch.randn(4, 2, 2, 2, generator=g, dtype=torch.float64), kind=kind)
+    src = den.images[0:1] + 0.09 * torch.randn(1, 2, 2, 2, generator=torch.Generator().manual_seed(3),
+                                               dtype=torch.float64)
+    return den, src
+
+
+def double_set(kind, m=3, shape=(2, 4, 4), seed=0):
+    den = finite_set(kind, m, shape, seed)
+    den.images = den.images.double()
+    return den
+
+
+@pytest.mark.parametrize("kind,sigmas,start", [("flow", flow_sigmas(), 4), ("flow", flow_sigmas(12), 1),
+                                               ("eps", karras_sigmas(), 4), ("eps", karras_sigmas(12), 0)])
+def test_matches_two_coupled_sde_loops(kind, sigmas, start):
+    """The coupled output is the target SDE's own Euler-Maruyama run driven by the source's Brownian increments:
+    drift, path, step sizes and start index all enter (the identity below cannot see them)."""
+    den, src = soft_set(kind)
+    sig = sigmas.double()
+    n = sig.numel() - 1
+    z = torch.randn((n,) + tuple(src.shape), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    c_src, c_tgt = SOFT_SRC, SOFT_TGT
+    ref, _ = two_sde_loops(den, src, sig, z, start, kind, c_src, c_tgt)
+    out = S.sample_syncsde(S.pair_denoiser(den, c_src, c_tgt), src, sig, source=src, kind=kind, start_index=start,
+                           noise=z)
+    assert float((out - src).abs().max()) > 0.3  # it edits
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
+    z_off = z.clone()
+    z_off[start:] *= 1.01
+    off, _ = two_sde_loops(den, src, sig, z_off, start, kind, c_src, c_tgt)
+    assert float((off - ref).abs().max()) > 1e-7  # the path matters: a 1 % Brownian-scale error is far outside 1e-10
+
+
+@pytest.mark.parametrize("kind,sigmas", [("flow", flow_sigmas()), ("eps", karras_sigmas())])
+def test_identical_conds_follow_the_source_sde_exactly(kind, sigmas):
+    """Identical prompts: the output is the source, and on the way the model is shown, at the schedule's sigmas from
+    the start index on, the source states of the independent path (both halves the same)."""
+    den = double_set(kind)
+    g = torch.Generator().manual_seed(4)
+    src = torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64)
+    sig = sigmas.double()
+    z = torch.randn(28, 2, 2, 4, 4, generator=g, dtype=torch.float64)
+    c = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]], dtype=torch.float64)
+    calls = []
+    pair = S.pair_denoiser(den, c, c.clone())
+
+    def model(xx, s, **kw):
+        calls.append((xx.clone(), s.clone()))
+        return pair(xx, s, **kw)
+
+    out = S.sample_syncsde(model, torch.zeros_like(src), sig, source=src, kind=kind, noise=z)
+    assert torch.equal(out, src)
+    ref_out, ref = two_sde_loops(den, src, sig, z, 4, kind, c, c)
+    torch.testing.assert_close(ref_out, src, rtol=0, atol=1e-10)  # the two loops agree: the reference is sound
+    assert len(calls) == len(ref) == 24
+    for (xx, s), (s_ref, x_src, _) in zip(calls, ref):
+        assert torch.equal(s, torch.full((4,), s_ref, dtype=torch.float64))
+        torch.testing.assert_close(xx[:2], x_src, rtol=0, atol=1e-12)
+        assert torch.equal(xx[2:], xx[:2])
+
 
 @pytest.mark.parametrize("kind,sigmas", [("flow", flow_sigmas()), ("eps", karras_sigmas())])
 @pytest.mark.parametrize("resample", [False, True])
@@ -55,14 +163,14 @@ def test_identical_conds_with_cfg_return_source_exactly():
 
 
 # ---------------------------------------------------------------------------------------------
-# the authors' flow update written out directly (pipeline_syncsde.py), with true CFG on the target
+# the authors' flow update written out directly (their Flux pipeline), with true CFG on the target
 # ---------------------------------------------------------------------------------------------
 
 def authors_flux_loop(velocity, image_latents, sigmas, iid_noise, starting_index, c_src, c_tgt, c_neg, true_cfg):
     """Line-by-line transcription of the authors' loop; ``velocity(x, s, c)`` plays Flux's noise_pred."""
     n = len(sigmas) - 1
     shape = image_latents.shape
-    brownian_int = torch.zeros(n + 1, *shape)
+    brownian_int = torch.zeros(n + 1, *shape, dtype=image_latents.dtype)
     s = (sigmas[1:] + sigmas[:-1]) / 2.0
     delta_t = sigmas[:-1] - sigmas[1:]
     mult = ((2 * s).sqrt() / (1 - s) ** 1.5) * delta_t.sqrt()
@@ -99,13 +207,13 @@ def authors_flux_loop(velocity, image_latents, sigmas, iid_noise, starting_index
 
 @pytest.mark.parametrize("start", [4, 1, 10])
 def test_matches_authors_flow_update(start):
-    torch.manual_seed(0)
-    den = finite_set("flow", m=4, shape=(3, 4, 4))
-    sig = flow_sigmas(28).double().float()
-    src = den.images[0:1] + 0.3 * torch.randn(1, 3, 4, 4)
-    c_src, c_tgt, c_neg = onehot(0, 4), onehot(2, 4), torch.ones(1, 4)
+    """float64 against the authors' loop at 1e-10 (their true CFG on the drift equals CFG on x0: the drift is affine
+    in x0hat); a 1 % error in the Brownian scale is far outside that."""
+    den, src = soft_set("flow")
+    sig = flow_sigmas(28).double()
+    c_src, c_tgt, c_neg = SOFT_SRC, SOFT_TGT, torch.ones(1, 4, dtype=torch.float64)
     cfg = 2.5
-    noise = torch.randn(28, 1, 3, 4, 4)
+    noise = torch.randn((28,) + tuple(src.shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
     def velocity(x, s, c):  # Flux's noise_pred: v = eps - x0 = (x - x0hat)/s
         return (x - den(x, s.reshape(1), cond=c)) / s
@@ -116,7 +224,9 @@ def test_matches_authors_flow_update(start):
     out = S.sample_syncsde(model, src, sig, source=src, kind="flow", start_index=start, noise=noise)
     assert den.calls - calls0 == 28 - start  # one batched call per step
     assert (out - src).abs().max() > 1e-2  # it did edit
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
+    off = authors_flux_loop(velocity, src, sig, noise * 1.01, start, c_src, c_tgt, c_neg, cfg)
+    assert float((off - ref).abs().max()) > 1e-4  # the tolerance above would see a 1 % Brownian-scale error
 
 
 # ---------------------------------------------------------------------------------------------
@@ -658,3 +768,19 @@ def test_exponential_matches_a_fine_step_euler_of_the_same_ode(kind):
     fine = reference_loop(model, src, sig, noise, 2, kind, fine_euler_step(20000)(kind))
     assert float((out - src).abs().max()) > 0.1
     torch.testing.assert_close(out, fine, rtol=0, atol=1e-8)
+
+
+def test_seed_draws_come_from_the_shared_noise_module():
+    """``seed`` -> the path draws of :func:`pixels_core.noise.randn` (CPU, any widget seed): the draws for the steps
+    run (from the start index) are the first ``N - start`` of that stream."""
+    from pixels_core import noise as pxnoise
+    den = finite_set("flow")
+    src = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    model = S.pair_denoiser(den, onehot(0), onehot(2))
+    for seed in (0, 7, 2 ** 64 - 1):
+        draws = pxnoise.randn((24, 1, 2, 4, 4), seed, "sync-SDE path")
+        assert torch.equal(S.draw_noise(24, (1, 2, 4, 4), seed), draws)
+        explicit = torch.cat([torch.zeros(4, 1, 2, 4, 4), draws])
+        a = S.sample_syncsde(model, src, flow_sigmas(), source=src, kind="flow", seed=seed)
+        b = S.sample_syncsde(model, src, flow_sigmas(), source=src, kind="flow", noise=explicit)
+        assert torch.equal(a, b)
