@@ -1,4 +1,4 @@
-"""Benchmark: cost of ITO (ito-paper.txt Sec. 3.2) on a small conv denoiser.
+"""Benchmark: cost of ITO ("Optimisation-based multi-modal semantic image editing", Sec. 3.2) on a small conv denoiser.
 
 Prints, in one run:
 1. the latent-space optimisation's overhead on the sampling pass it rides on: the ITO decoding (paper defaults:
@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pixels_core import inversion as inv  # noqa: E402
-from pixels_core import ito  # noqa: E402
+from pixels_core import ito, noise  # noqa: E402
 
 
 class ConvDenoiser(torch.nn.Module):
@@ -139,7 +139,7 @@ def main():
 
         def pipeline():
             m, _ = ito.estimate_mask(model, x0, ito.sigma_at_strength(sig, 0.5), src, edit, n=10, seed=0)
-            g0 = ito.generate_guidance(model, x0, sig, ito.seed_noise(x0.shape, 0, 0).to(dev), edit, mask=m, t_u=t_u)
+            g0 = ito.generate_guidance(model, x0, sig, noise.randn(x0.shape, 0, "ito guidance").to(dev), edit, mask=m, t_u=t_u)
             return ito.edit(model, x0, sig, src, edit, mask=m, guidance=g0, lam=0.6, t_u=t_u)
 
         calls = {}

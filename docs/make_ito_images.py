@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from pixels_core import inversion as inv  # noqa: E402
-from pixels_core import ito  # noqa: E402
+from pixels_core import ito, noise  # noqa: E402
 from pixels_core.analytic import FiniteSetDenoiser  # noqa: E402
 
 S = 64
@@ -36,7 +36,7 @@ class Switch(torch.nn.Module):
 
 
 def load(name):
-    im = Image.open(ROOT / "workflows" / "inputs" / name).convert("RGB").resize((S, S), Image.BILINEAR)
+    im = Image.open(ROOT / "example_workflows" / "inputs" / name).convert("RGB").resize((S, S), Image.BILINEAR)
     return torch.from_numpy(np.array(im)).float().permute(2, 0, 1)[None] / 127.5 - 1
 
 
@@ -44,7 +44,10 @@ def to_img(t):
     return Image.fromarray(((t[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())
 
 
-def main():
+def scene():
+    """The analytic demo: ``(model, src, sig, SRC, EDIT, LOCAL)``. The source set is the bundled source image and three
+    colour variants; EDIT repaints the house blue in all of them and adds sunset versions of the whole scene; LOCAL
+    (for the mask estimate) only repaints the house."""
     src = load("pixels_source.png")
     house = ((src[:, 0] > 0.3) & (src[:, 2] < 0.0) & (src[:, 1] < 0.0)).float()[:, None]  # the red house
     house[..., : S // 3, :] = 0  # not the sun
@@ -59,13 +62,16 @@ def main():
     smin, smax, rho, n = 0.02, 10.0, 7.0, 25
     r = torch.linspace(0, 1, n)
     sig = torch.cat([(smax ** (1 / rho) + r * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho, torch.zeros(1)])
-    SRC, EDIT = {"cond": "src"}, {"cond": "edit"}
+    return model, src, sig, {"cond": "src"}, {"cond": "edit"}, {"cond": "edit_local"}
+
+
+def main():
+    model, src, sig, SRC, EDIT, LOCAL = scene()
     traj = inv.invert(model, src, sig, SRC)
     alone = inv.sample_ddim(model, traj[0], sig, EDIT)
-    mask, _ = ito.estimate_mask(model, src, ito.sigma_at_strength(sig, 0.5), SRC, {"cond": "edit_local"}, n=4)
+    mask, _ = ito.estimate_mask(model, src, ito.sigma_at_strength(sig, 0.5), SRC, LOCAL, n=4)
     lam1 = ito.edit(model, src, sig, SRC, EDIT, mask=mask, lam=1.0)
-    noise = ito.seed_noise(src.shape, 0, 0)
-    guide = ito.generate_guidance(model, src, sig, noise, EDIT, mask=mask)
+    guide = ito.generate_guidance(model, src, sig, noise.randn(src.shape, 0, "ito guidance demo"), EDIT, mask=mask)
     lam06 = ito.edit(model, src, sig, SRC, EDIT, mask=mask, guidance=guide, lam=0.6)
     panels = [("source", src), ("edit condition alone", alone), ("estimated mask (Eq. 7)", mask.expand(-1, 3, -1, -1) * 2 - 1),
               ("ITO, lambda = 1", lam1), ("guidance image", guide), ("ITO, lambda = 0.6", lam06)]

@@ -1,5 +1,6 @@
 """Makes docs/images/oig_step_sizes.png from the project's own code (no model involved):
-the OIG step size eta applied at each DDIM step (pixels_core.oig.step_sizes, the authors' get_lr with their loop
+the step size eta that OIG (Lee, Kang, Han, "Diffusion-Based Conditional Image Editing through Optimized Inference
+with Guidance", WACV 2025) applies at each DDIM step (pixels_core.oig.step_sizes, the authors' get_lr with their loop
 offset) for the authors' 50 steps and the example workflow's 25 steps.
 
     python docs/make_oig_images.py

@@ -164,10 +164,13 @@ class PixelsITOSampler(io.ComfyNode):
                                     tooltip="Guidance image latent from PIXELS ITO Guidance Image (or VAE Encode of any "
                                             "image of the source's size). Needed when lambda < 1; with lambda = 1 it is "
                                             "not used, and the nodes that make it do not run."),
-                    io.Float.Input("lam", display_name="lambda", default=D["lam"], min=0.0, max=1.0, step=0.01,
-                                   tooltip="Balance lambda of Eq. 6 (paper: 0.6). Raising it preserves more of the source "
-                                           "(1 = preservation only, no guidance image needed); lowering it follows the "
-                                           "guidance image more (0 = guidance only)."),
+                    io.Float.Input("lam", display_name="lambda", default=D["lam"], min=0.0, max=1.0, step=0.001,
+                                   tooltip="Balance lambda of Eq. 6 (paper: 0.6) between L_REC, the squared error to "
+                                           "the source summed over the latent outside the mask, and L_G = 1 - cos to the guidance "
+                                           "image. 1 = preservation only (no guidance image needed); 0 = guidance only. "
+                                           "Because L_REC is a sum over every latent value, any lambda from about 0.01 "
+                                           "up (0.6 included) keeps the background at the source while the edit region "
+                                           "follows the guidance image; the balance only turns below about 0.001."),
                     *opt_inputs(), *schedule_inputs(), seed_input(),
                     io.Float.Input("encode_ratio", default=D["encode_ratio"], min=0.01, max=1.0, step=0.01,
                                    tooltip=TIPS["encode_ratio"]),

@@ -1,19 +1,28 @@
-"""ITO: inference-time optimisation editing with preservation and guidance losses (ito-paper.txt Sec. 3.2; design.md §3.2).
+"""ITO: inference-time optimisation editing with preservation and guidance losses.
+
+Paper: "Optimisation-based multi-modal semantic image editing" (anonymous authors, paper under double-blind
+review; its text names no venue), Sec. 3.2, Eq. 1-7. DDIM: Song, Meng, Ermon, arXiv:2010.02502.
+DiffEdit: Couairon et al., arXiv:2210.11427.
 
 Pipeline (the paper's Fig. 1): (1) estimate the edit mask (Eq. 7, DiffEdit-style), (2) generate a guidance image
 with ITO at lambda = 1 from a random-noise (SDEdit) encoding, (3) invert the source and the guidance image with DDIM
 (Eq. 2) and decode with the edit condition, applying for the first ``t_u`` steps ``k`` Adam steps at lr ``gamma`` to
 the latent ``y_t`` on ``(1 - lambda) L_G(y_t, g_t) + lambda L_REC(y_t, x_t, m)`` (Eq. 6).
 
+Norms as printed: Eq. 3 and Eq. 4 are squared L2 norms, i.e. sums over every latent value (not means), so Eq. 6's
+lambda balances a sum of squares against ``L_G = 1 - cos(y_t, g_t)`` (Eq. 5, over the whole flattened latent).
+
 Reading of Eq. 4: printed as ``||m*y - (1-m)*x||^2``, which taken literally pulls the edit region towards zero and
-the background of ``x`` towards nothing; the text says the loss preserves the source where the edit condition does
-not act, so we implement ``L_REC = mean(((1 - m) * (y_t - x_t))^2)`` with ``m = 1`` marking the edit region
-(a ComfyUI MASK's white). Without a mask ``m = 0`` everywhere: Eq. 3, whole-image preservation.
+never compares ``y`` with ``x``; the text says the loss preserves the source where the edit condition does not act,
+so we implement ``L_REC = ||(1 - m) * (y_t - x_t)||_2^2`` (the mask inside the norm, as printed) with ``m = 1``
+marking the edit region (a ComfyUI MASK's white). Without a mask ``m = 0`` everywhere: Eq. 3, whole-image
+preservation ``||y_t - x_t||_2^2``.
 
 Both losses live in latent space: the optimisation never backpropagates through the model, so it costs a few
 element-wise passes over the latent per step. Adam is created afresh at every optimised step (its first step moves
-each latent value by about ``lr`` towards lower loss), on the latent in the model's native scale (for EPS models the
-VP-scaled ``x / sqrt(1 + sigma^2)``, as in the paper's DDIM latents; flow latents as they are).
+each latent value by about ``lr`` towards lower loss, whatever the loss's overall scale), on the latent in the
+model's native scale (for EPS models the VP-scaled ``x / sqrt(1 + sigma^2)``, as in the paper's DDIM latents; flow
+latents as they are).
 """
 from __future__ import annotations
 
@@ -23,8 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from . import masks
-from .inversion import check_sigmas, ddim_step, invert, noised_trajectory, predict
+from . import noise as _noise
+from .editmap import blur
+from .inversion import ddim_step, invert, noised_trajectory, predict
 from .parameterization import get as _param
+from .schedule import check_sigmas
 
 # Paper defaults (Sec. 4 "Implementation"): 25 steps, encoding ratio 1.0, lambda 0.6, t_u 15, k 1, Adam lr 0.1,
 # mask threshold 0.1. Mask seeds and encode strength follow DiffEdit's defaults, which the paper says it follows.
@@ -87,9 +99,10 @@ ADAM_EPS = 1e-8
 # ------------------------------------------------------------------------------------------------
 
 def rec_loss(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Preservation loss L_REC per sample (Eq. 4 read as preservation outside the mask): ``mean(((1-m)(y-x))^2)``."""
+    """Preservation loss L_REC per sample, a squared L2 norm summed over the latent: Eq. 4 read as preservation
+    outside the mask, ``||(1-m)(y-x)||^2``; without a mask Eq. 3, ``||y-x||^2``."""
     d = y - x if mask is None else (1.0 - mask) * (y - x)
-    return (d * d).flatten(1).mean(1)
+    return (d * d).flatten(1).sum(1)
 
 
 def guidance_loss(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -110,7 +123,7 @@ def objective(y, x, g, mask, lam: float) -> torch.Tensor:
 def ito_update(y: torch.Tensor, x_t: torch.Tensor | None, g_t: torch.Tensor | None = None,
                mask: torch.Tensor | None = None, *, lam: float = 0.6, k: int = 1, lr: float = 0.1,
                scale: float = 1.0) -> torch.Tensor:
-    """``k`` Adam steps at lr ``lr`` on Eq. 6 for the latent ``y_t`` (ito-paper.txt Eq. 3-6); returns ``y'_t``.
+    """``k`` Adam steps at lr ``lr`` on Eq. 6 for the latent ``y_t`` (Eq. 3-6); returns ``y'_t``.
 
     Adam as ``torch.optim.Adam`` with its defaults (betas 0.9/0.999, eps 1e-8), fresh state per call, written out
     so that no optimiser machinery (and its one-off ``torch._dynamo`` import, seconds long) runs inside a sampler.
@@ -156,12 +169,13 @@ def _traj(traj, n: int, ref: torch.Tensor, name: str):
 
 def sample_ito(model, x, sigmas, extra_args=None, callback=None, disable=None, *, source_traj, guidance_traj=None,
                mask=None, lam: float = 0.6, t_u: int = 15, k: int = 1, lr: float = 0.1, param="eps"):
-    """ITO decoding (ito-paper.txt Sec. 3.2, Eq. 1 + Eq. 6): DDIM from ``x`` with ``k`` Adam steps on ``y_t``
-    before each of the first ``t_u`` model calls. ``source_traj``/``guidance_traj`` are trajectories indexed like
-    ``sigmas``; ``mask`` is ``(B or 1, 1, h, w)`` with 1 = edit region (preserved outside). Model calls: ``len(sigmas) - 1``.
+    """ITO decoding (Sec. 3.2, Eq. 1 + Eq. 6): DDIM from ``x`` with ``k`` Adam steps on ``y_t`` before each of the
+    first ``t_u`` model calls, against ``source_traj[i]`` and ``guidance_traj[i]`` (trajectories indexed like
+    ``sigmas``). ``mask`` is ``(B or 1, 1, h, w)`` with 1 = edit region (preserved outside).
+    Model calls: ``len(sigmas) - 1``.
     """
     p = _param(param)
-    sigmas = check_sigmas(sigmas)
+    sigmas = check_sigmas(sigmas, method="ITO", flow=p.is_flow)
     extra_args = {} if extra_args is None else extra_args
     n = len(sigmas) - 1
     check_params(lam, t_u, k, lr, n, guidance_traj is not None)
@@ -188,7 +202,7 @@ def _phase(callback, offset: int, phase: str):
 
 def generate_guidance(model, x0, sigmas, noise, extra_args=None, callback=None, disable=None, *, mask=None,
                       t_u: int = 15, k: int = 1, lr: float = 0.1, param="eps"):
-    """Guidance image g_0 (ito-paper.txt Sec. 3.2 "Guidance Image Generation"): ITO with lambda = 1 (preservation
+    """Guidance image g_0 (Sec. 3.2 "Guidance Image Generation"): ITO with lambda = 1 (preservation
     only) from a random-noise (SDEdit) encoding of ``x0`` with ``noise``, decoded with the edit condition in
     ``extra_args``. The preservation target ``x_t`` is the same noised source. Model calls: ``len(sigmas) - 1``."""
     traj = noised_trajectory(x0, noise, sigmas, param)
@@ -199,12 +213,12 @@ def generate_guidance(model, x0, sigmas, noise, extra_args=None, callback=None, 
 def edit(model, x0, sigmas, source_args=None, edit_args=None, callback=None, disable=None, *, mask=None,
          guidance=None, lam: float = 0.6, t_u: int = 15, k: int = 1, lr: float = 0.1, param="eps",
          fixed_point_iters: int = 0, guidance_args=None):
-    """The final edit of ito-paper.txt Fig. 1b: DDIM-invert the source (``source_args``) and the guidance latent
+    """The final edit of the paper's Fig. 1b: DDIM-invert the source (``source_args``) and the guidance latent
     (``guidance_args``, default the edit condition ``edit_args``), then decode with ``edit_args`` under ITO.
     Callback ``i`` runs over all phases.
     Model calls: ``(len(sigmas) - 1) * (2 + fixed_point_iters)``, plus ``(len(sigmas) - 1) * (1 + fixed_point_iters)``
     when a guidance latent is used (lambda < 1)."""
-    sigmas = check_sigmas(sigmas)
+    sigmas = check_sigmas(sigmas, method="ITO", flow=_param(param).is_flow)
     n = len(sigmas) - 1
     check_params(lam, t_u, k, lr, n, guidance is not None)
     traj = invert(model, x0, sigmas, source_args, _phase(callback, 0, "invert source"), disable,
@@ -229,33 +243,19 @@ def edit_steps(steps: int, guidance: bool) -> int:
 # Edit mask (Eq. 7)
 # ------------------------------------------------------------------------------------------------
 
-def gaussian_blur(m: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, C, H, W)`` with reflected edges (radius ``ceil(3 sigma)``)."""
-    if sigma <= 0:
-        return m
-    r = max(1, int(math.ceil(3.0 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=m.dtype, device=m.device)
-    ker = torch.exp(-0.5 * (t / sigma) ** 2)
-    ker = ker / ker.sum()
-    c = m.shape[1]
-    mode = "reflect" if min(m.shape[-2:]) > r else "replicate"
-    out = F.conv2d(F.pad(m, (r, r, 0, 0), mode=mode), ker.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(out, (0, 0, r, r), mode=mode), ker.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def seed_noise(shape, seed: int, i: int) -> torch.Tensor:
-    """Noise draw ``i`` of the mask estimate (CPU generator: same seed, same mask on every device)."""
-    g = torch.Generator(device="cpu").manual_seed((int(seed) + 7919 * int(i)) % (2 ** 63))
-    return torch.randn(tuple(shape), generator=g, device="cpu")
+# salt of the mask's noise draws: draw i is pixels_core.noise.randn(shape, seed, MASK_SALT, i), on the CPU
+MASK_SALT = "ito mask"
 
 
 def estimate_mask(model, x0, sigma, source_args=None, edit_args=None, callback=None, disable=None, *,
                   n: int = 10, seed: int = 0, tau: float = 0.1, smooth: float = 1.0, clamp_ratio: float = 3.0,
                   param="eps"):
-    """Edit mask of ito-paper.txt Eq. 7 (DiffEdit-style): ``mean_i |eps(x_s, C_edit) - eps(x_s, C_orig)|`` over
-    ``n`` seeds and the channels, with ``x_s`` the source noised to ``sigma`` with seed ``i``; normalised as DiffEdit
-    does (clamped at ``clamp_ratio`` x its mean, divided by that), Gaussian-smoothed (``smooth`` latent pixels) and
-    thresholded at ``tau``. Returns ``(binary, soft)``, each ``(B, 1, h, w)``. Model calls: ``2 n``."""
+    """Edit mask of Eq. 7 (DiffEdit-style): ``mean_i |eps(x_s, C_edit) - eps(x_s, C_orig)|`` over ``n`` seeds and
+    the channels, with ``x_s`` the source noised to ``sigma`` with draw ``i`` (``pixels_core.noise.randn`` seeded by
+    ``(seed, MASK_SALT, i)``: same mask on every device); normalised as DiffEdit does (clamped at ``clamp_ratio`` x
+    its mean, divided by that), Gaussian-smoothed (``smooth`` latent pixels; the paper gives no value) with
+    :func:`pixels_core.editmap.blur` and thresholded at ``tau``. Returns ``(binary, soft)``, each ``(B, 1, h, w)``.
+    Model calls: ``2 n``."""
     p = _param(param)
     if int(n) < 1:
         raise ValueError(f"mask seeds n must be >= 1; got {n}")
@@ -263,11 +263,13 @@ def estimate_mask(model, x0, sigma, source_args=None, edit_args=None, callback=N
         raise ValueError(f"threshold tau must be in [0, 1); got {tau}")
     if float(sigma) <= 0:
         raise ValueError(f"mask noise level must be > 0; got {float(sigma)}")
+    if not (math.isfinite(smooth) and smooth >= 0):
+        raise ValueError(f"mask smoothing must be >= 0 (latent pixels); got {smooth}")
     source_args = {} if source_args is None else source_args
     edit_args = {} if edit_args is None else edit_args
     acc = torch.zeros((x0.shape[0], 1, *x0.shape[2:]), dtype=torch.float32, device=x0.device)
     for i in range(int(n)):
-        xs = p.add_noise(sigma, seed_noise(x0.shape, seed, i).to(x0), x0)
+        xs = p.add_noise(sigma, _noise.randn(x0.shape, seed, MASK_SALT, i).to(x0), x0)
         _, e_src = predict(model, xs, sigma, source_args, p)
         d_edit, e_edit = predict(model, xs, sigma, edit_args, p)
         acc += (e_edit - e_src).abs().float().mean(1, keepdim=True)
@@ -276,7 +278,8 @@ def estimate_mask(model, x0, sigma, source_args=None, edit_args=None, callback=N
     diff = acc / int(n)
     cap = (clamp_ratio * diff.flatten(1).mean(1)).view(-1, 1, 1, 1)
     soft = torch.where(cap > 0, diff.clamp(max=cap) / cap.clamp_min(1e-30), torch.zeros_like(diff))
-    soft = gaussian_blur(soft, float(smooth)).clamp(0.0, 1.0)
+    if smooth > 0:  # the pack's one Gaussian (scipy's kernel, truncate 4), on the CPU: the map is small
+        soft = blur(soft[:, 0].cpu(), float(smooth))[:, None].to(soft.device)
     return (soft > tau).to(soft.dtype), soft
 
 
@@ -284,7 +287,7 @@ def sigma_at_strength(sigmas: torch.Tensor, strength: float) -> float:
     """Noise level ``strength`` of the way up a descending schedule (1 = its top, DiffEdit's encode strength)."""
     if not (0.0 < strength <= 1.0):
         raise ValueError(f"mask strength must be in (0, 1]; got {strength}")
-    sigmas = check_sigmas(sigmas)
+    sigmas = check_sigmas(sigmas, method="ITO")
     n = len(sigmas) - 1
     idx = min(n - 1, max(0, int(round((1.0 - strength) * n))))
     return float(sigmas[idx])
@@ -294,12 +297,12 @@ def encode_steps(sigmas: torch.Tensor, ratio: float) -> torch.Tensor:
     """The last ``round(ratio * N)`` steps of a full schedule (encoding ratio t_E / T of the paper)."""
     if not (0.0 < ratio <= 1.0):
         raise ValueError(f"encode_ratio must be in (0, 1]; got {ratio}")
-    sigmas = check_sigmas(sigmas)
+    sigmas = check_sigmas(sigmas, method="ITO")
     n = len(sigmas) - 1
     run = max(1, int(round(ratio * n)))
     return sigmas[n - run:]
 
 
 __all__ = ["DEFAULTS", "check_params", "prepare_mask", "opt_scale", "rec_loss", "guidance_loss", "objective",
-           "ito_update", "sample_ito", "generate_guidance", "edit", "edit_steps", "gaussian_blur", "estimate_mask",
+           "ito_update", "sample_ito", "generate_guidance", "edit", "edit_steps", "estimate_mask",
            "sigma_at_strength", "encode_steps"]

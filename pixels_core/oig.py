@@ -1,4 +1,5 @@
-"""OIG: Optimized Inference with Guidance (seeds/oig-abstract.txt; authors' code Hleephilip/OIG, design.md §3.3).
+"""OIG: Lee, Kang, Han, "Diffusion-Based Conditional Image Editing through Optimized Inference with Guidance",
+WACV 2025 (authors' code Hleephilip/OIG, built on pix2pix-zero).
 
 Text-driven image-to-image editing. From one starting latent x_T (a DDIM inversion of the source image, or
 noise for a generated source) two deterministic DDIM passes run:
@@ -14,8 +15,9 @@ noise for a generated source) two deterministic DDIM passes run:
      not a margin): positive = the source pass's features at the same step, negative = the target's own features of
      the previous (noisier) step, detached; the first step has no negative (``beta_f * MSE`` alone).
 
-The authors start real-image edits from a DDIM inversion of the source (guidance 1, source prompt);
-:func:`ddim_invert` does it here (``sample_oig(..., invert=True)``). Their gradient is taken with respect to the
+The authors start real-image edits from pix2pix-zero's DDIM inversion of the source (guidance 1, source prompt);
+``sample_oig(..., invert=True)`` does it here with :func:`pixels_core.ddim.ddim_invert` (``inversion="authors"``,
+the default, or the pack's ``"exact"`` one). Their gradient is taken with respect to the
 *first copy* of the CFG-doubled latent only (``_x_tgt.grad.chunk(2)[0]``: the negative/unconditional branch,
 including the ``x`` in ``x0 = (x - sqrt(1-a) eps) / sqrt(a)``); :func:`negative_branch_only` reproduces that inside
 a host's batched model call, and ``grad_extra_args`` carries it to the model.
@@ -34,6 +36,10 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .ddim import ddim_invert, ddim_step
+from .parameterization import EPS
+from .schedule import check_sigmas
 
 LAMBDA_CLIP = 0.1
 LAMBDA_STRUCT = 1.0
@@ -100,7 +106,7 @@ def _embeds(t: torch.Tensor, name: str) -> torch.Tensor:
 
 def clip_triplet_loss(image_emb: torch.Tensor, text_src: torch.Tensor, text_tgt: torch.Tensor,
                       beta_p: float = BETA_P) -> torch.Tensor:
-    """OIG's CLIP hinge triplet, per sample: ``max(0, cos(e, T_src) - cos(e, T_tgt) + beta_p)`` (design.md §3.3).
+    """OIG's CLIP hinge triplet, per sample: ``max(0, cos(e, T_src) - cos(e, T_tgt) + beta_p)`` (the paper's CLIP loss).
 
     ``image_emb`` (B, D); ``text_src``/``text_tgt`` (D,), (1, D) or (B, D). Returns (B,).
     """
@@ -254,44 +260,10 @@ class FeatureTaps:
 # The two-pass sampler
 # ----------------------------------------------------------------------------------------------
 
-def _check_sigmas(sigmas: torch.Tensor) -> None:
-    if sigmas.ndim != 1 or sigmas.numel() < 2:
-        raise ValueError("sigmas: OIG needs a schedule of at least one step (two sigmas)")
-    if not torch.isfinite(sigmas).all() or (sigmas < 0).any() or not (sigmas[1:] < sigmas[:-1]).all():
-        raise ValueError("sigmas must be finite, non-negative and strictly decreasing (a denoising schedule)")
-
-
 def _check_weights(**weights) -> None:
     for name, v in weights.items():
         if not math.isfinite(float(v)) or float(v) < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-
-
-def ddim_step(x: torch.Tensor, denoised: torch.Tensor, sigma, sigma_next) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) step, written as k-diffusion's Euler step (they coincide in ``x = x0 + sigma eps``)."""
-    return x + (x - denoised) / sigma * (sigma_next - sigma)
-
-
-def ddim_invert(model, x0, sigmas, extra_args=None, callback=None):
-    """Deterministic DDIM inversion (eta = 0) of a clean latent up the schedule ``sigmas`` (high to low, ending at 0).
-
-    As pix2pix-zero/OIG's inversion: start from the clean latent placed at the lowest non-zero sigma and take the
-    reverse DDIM (Euler) step ``x <- x + (x - D(x, s_i)) / s_i * (s_{i+1} - s_i)`` with the noise predicted at the
-    current point, up to ``sigmas[0]``. Returns x_T on k-diffusion's scale (``x = x0 + sigma eps``).
-    """
-    extra_args = {} if extra_args is None else extra_args
-    sigmas = torch.as_tensor(sigmas)
-    _check_sigmas(sigmas)
-    up = sigmas[sigmas > 0].flip(0)  # s_min ... s_max
-    x = x0
-    s_in = x.new_ones([x.shape[0]])
-    with torch.no_grad():
-        for j in range(len(up) - 1):
-            d = model(x, up[j] * s_in, **extra_args)
-            if callback is not None:
-                callback({"x": x, "i": j, "sigma": up[j], "sigma_hat": up[j], "denoised": d})
-            x = ddim_step(x, d, up[j], up[j + 1])
-    return x
 
 
 def negative_branch_only(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -339,8 +311,9 @@ def sample_oig(model, x, sigmas, extra_args=None, callback=None, disable=None, *
                clip_weight: float = LAMBDA_CLIP, struct_weight: float = LAMBDA_STRUCT,
                beta_p: float = BETA_P, beta_f: float = BETA_F, step_scale: float = 1.0,
                clip_latent_size: int | None = None, cache_device=None, source_callback=None,
-               invert: bool = False, invert_callback=None, grad_extra_args: dict | None = None):
-    """OIG two-pass sampling (oig-abstract.txt; design.md §3.3): source pass caching features, then ``x <- DDIM(x) - eta_i grad L``.
+               invert: bool = False, invert_callback=None, grad_extra_args: dict | None = None,
+               inversion: str = "authors", inversion_refine: int = 2, train_sigmas=None):
+    """OIG two-pass sampling: a source pass caching features, then the target pass ``x <- DDIM(x) - eta_i grad L``.
 
     ``x`` is the starting latent x_T (k-diffusion scale); both passes start from it. ``extra_args`` drive the
     target pass (the host's CFG with the target prompt), ``source_extra_args`` the source pass (default: the same).
@@ -349,15 +322,24 @@ def sample_oig(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     source pass's. ``clip_latent_size`` enables the cheaper CLIP decode (:func:`latent_for_clip`);
     ``cache_device`` is where the source features wait for their step (the authors keep them on the CPU).
     ``invert=True``: ``x`` is the clean source latent; it is first DDIM-inverted with ``source_extra_args``
-    (:func:`ddim_invert`, guidance 1 as the authors' inversion) and both passes start from the result.
+    (guidance 1 as the authors' inversion) and both passes start from the result. ``inversion`` picks how
+    (:func:`pixels_core.ddim.ddim_invert`): ``"authors"`` (default) is pix2pix-zero's as OIG ships it, N - 2 steps
+    from the clean latent taken as the state at the second-lowest sigma, alphas read one training timestep back when
+    ``train_sigmas`` (the model's discrete sigma table, ComfyUI's ``model_sampling.sigmas``) is given; ``"exact"`` is
+    the pack's N-step inverse of this sampler, refined by ``inversion_refine`` fixed-point iterations per step
+    (default 2, each one more model call per step; ignored by ``"authors"``) so that regenerating with the source
+    prompt returns the source (``docs/oig_inversion_error.py``: about 100x closer than either plain inversion).
     ``grad_extra_args`` (default ``extra_args``) drive the target pass's model call when a gradient is taken (the
     node puts :func:`negative_branch_only` there to reproduce the authors' gradient).
     """
     extra_args = {} if extra_args is None else extra_args
     source_extra_args = extra_args if source_extra_args is None else source_extra_args
     grad_extra_args = extra_args if grad_extra_args is None else grad_extra_args
-    sigmas = torch.as_tensor(sigmas)
-    _check_sigmas(sigmas)
+    sigmas = check_sigmas(sigmas, method="OIG")
+    if inversion not in ("authors", "exact"):
+        raise ValueError(f"inversion must be 'authors' or 'exact', got {inversion!r}")
+    if int(inversion_refine) < 0:
+        raise ValueError(f"inversion_refine must be >= 0, got {inversion_refine}")
     _check_weights(clip_weight=clip_weight, struct_weight=struct_weight, beta_p=beta_p, beta_f=beta_f,
                    step_scale=step_scale)
     if not torch.is_tensor(x) or x.ndim < 2:
@@ -377,7 +359,10 @@ def sample_oig(model, x, sigmas, extra_args=None, callback=None, disable=None, *
         raise ValueError("struct_weight > 0 needs the feature taps (features); give them or set struct_weight to 0")
 
     if invert:
-        x = ddim_invert(model, x, sigmas, source_extra_args, invert_callback)
+        with torch.no_grad():
+            x = ddim_invert(model, x, sigmas, source_extra_args, invert_callback, convention=inversion,
+                            fixed_point_iters=int(inversion_refine) if inversion == "exact" else 0,
+                            train_sigmas=train_sigmas)[0]
         if not torch.isfinite(x).all():
             raise ValueError("the DDIM inversion of the source latent gave NaN or infinite values")
 
@@ -404,7 +389,7 @@ def sample_oig(model, x, sigmas, extra_args=None, callback=None, disable=None, *
                 cached.append([t.detach().to(cache_device) if cache_device is not None else t.detach() for t in f])
                 if source_callback is not None:
                     source_callback({"x": xs, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": d})
-                xs = ddim_step(xs, d, sigmas[i], sigmas[i + 1])
+                xs = ddim_step(d, EPS.eps(xs, sigmas[i], d), sigmas[i + 1])
         del xs
 
     # Pass 2: the guided target trajectory.
@@ -440,7 +425,7 @@ def sample_oig(model, x, sigmas, extra_args=None, callback=None, disable=None, *
             d = d.detach()
         if callback is not None:
             callback({"x": x, "i": i, "sigma": s, "sigma_hat": s, "denoised": d, "loss": loss_value})
-        x_next = ddim_step(x, d, s, s_next)
+        x_next = ddim_step(d, EPS.eps(x, s, d), s_next)
         if grad is not None:
             if not torch.isfinite(grad).all():
                 raise ValueError(f"the OIG gradient at step {i} is not finite: lower step_scale or the loss weights")

@@ -1,10 +1,16 @@
-"""ITO (ito-paper.txt Sec. 3.2) with analytic denoisers: inversion, preservation, guidance, mask, determinism, errors."""
+"""ITO ("Optimisation-based multi-modal semantic image editing", Sec. 3.2): the losses against an independent
+float64 transcription of Eq. 3-6, Adam, and the method with analytic denoisers (inversion, preservation, guidance,
+mask, determinism, errors)."""
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from pixels_core import inversion as inv
-from pixels_core import ito
+from pixels_core import ito, noise
 from pixels_core.analytic import FiniteSetDenoiser, GaussianDenoiser
 
 KINDS = ["eps", "flow"]
@@ -48,6 +54,211 @@ def scene(kind, extra_edit_images=True, seed=0):
         b = torch.cat([b, torch.randn(4, 4, H, H, generator=g)])
     model = Switch(src=FiniteSetDenoiser(a, kind, per_pixel=True), edit=FiniteSetDenoiser(b, kind, per_pixel=True))
     return model, a[:1], b, r, g
+
+
+# ------------------------------------------------------------------------------------------------ Eq. 3-6, transcribed
+# An independent float64 transcription of the paper's losses, written element by element in plain Python: the
+# expected values below never call pixels_core. Eq. 4 is read as preservation outside the edit mask m (m = 1: edit),
+# the mask inside the norm as printed: L_REC = ||(1 - m) (y - x)||_2^2, a sum over every latent value; without a
+# mask it is Eq. 3, ||y - x||_2^2. Eq. 5: L_G = 1 - y.g / (||y|| ||g||). Eq. 6: (1 - lam) L_G + lam L_REC.
+
+def _cells(t):
+    """Values of a (C, H, W) tensor as a flat list of Python floats (row-major)."""
+    return [float(v) for v in t.reshape(-1).tolist()]
+
+
+def _mask_cells(m, c):
+    """A (1, H, W) mask repeated over c channels, as a flat list matching :func:`_cells`."""
+    return [float(v) for v in m.reshape(-1).tolist()] * c
+
+
+def t_rec(y, x, m=None):
+    """Eq. 4 (Eq. 3 without a mask) for one image."""
+    ys, xs = _cells(y), _cells(x)
+    ws = [0.0] * len(ys) if m is None else _mask_cells(m, y.shape[0])
+    total = 0.0
+    for yi, xi, mi in zip(ys, xs, ws):
+        d = (1.0 - mi) * (yi - xi)
+        total += d * d
+    return total
+
+
+def t_guid(y, g):
+    """Eq. 5 for one image."""
+    ys, gs = _cells(y), _cells(g)
+    dot = sum(a * b for a, b in zip(ys, gs))
+    return 1.0 - dot / (math.sqrt(sum(a * a for a in ys)) * math.sqrt(sum(b * b for b in gs)))
+
+
+def t_obj(y, x, g, m, lam):
+    """Eq. 6 summed over the batch (each image optimised on its own)."""
+    total = 0.0
+    for b in range(y.shape[0]):
+        mb = None if m is None else m[b if m.shape[0] > 1 else 0]
+        total += (1.0 - lam) * t_guid(y[b], g[b]) + lam * t_rec(y[b], x[b], mb)
+    return total
+
+
+def t_grad(y, x, g, m, lam):
+    """d Eq. 6 / d y by hand: lam 2 (1-m)^2 (y-x) - (1-lam) (g / (|y||g|) - (y.g) y / (|y|^3 |g|)), per image."""
+    out = []
+    for b in range(y.shape[0]):
+        ys, xs, gs = _cells(y[b]), _cells(x[b]), _cells(g[b])
+        ws = [0.0] * len(ys) if m is None else _mask_cells(m[b if m.shape[0] > 1 else 0], y.shape[1])
+        ny = math.sqrt(sum(a * a for a in ys))
+        ng = math.sqrt(sum(a * a for a in gs))
+        dot = sum(a * c for a, c in zip(ys, gs))
+        out.append([lam * 2.0 * (1.0 - w) ** 2 * (a - c) - (1.0 - lam) * (q / (ny * ng) - dot * a / (ny ** 3 * ng))
+                    for a, c, q, w in zip(ys, xs, gs, ws)])
+    return torch.tensor(out, dtype=torch.float64).reshape(y.shape)
+
+
+def t_adam(y, grad_fn, k, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """k steps of Adam (Kingma & Ba, Alg. 1, fresh state) in float64, element by element."""
+    yv = y.double().clone()
+    m1 = torch.zeros_like(yv)
+    m2 = torch.zeros_like(yv)
+    for t in range(1, k + 1):
+        gr = grad_fn(yv)
+        m1 = b1 * m1 + (1 - b1) * gr
+        m2 = b2 * m2 + (1 - b2) * gr * gr
+        yv = yv - lr * (m1 / (1 - b1 ** t)) / ((m2 / (1 - b2 ** t)).sqrt() + eps)
+    return yv
+
+
+def _data(seed=0, shape=(2, 3, 4, 5), batch_mask=False):
+    g = torch.Generator().manual_seed(seed)
+    y, x, gd = (torch.randn(*shape, generator=g, dtype=torch.float64) for _ in range(3))
+    m = (torch.rand(shape[0] if batch_mask else 1, 1, *shape[2:], generator=g) > 0.5).double()
+    return y, x, gd, m
+
+
+def test_rec_loss_is_the_squared_norm_of_eq3_and_eq4():
+    y, x, _, m = _data()
+    got = ito.rec_loss(y, x, m)
+    want = torch.tensor([t_rec(y[b], x[b], m[0]) for b in range(2)], dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    got3 = ito.rec_loss(y, x)  # no mask: Eq. 3 over the whole latent
+    torch.testing.assert_close(got3, torch.tensor([t_rec(y[b], x[b]) for b in range(2)], dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+    # a soft mask value weights the difference inside the norm: (1 - m)^2 (y - x)^2
+    soft = torch.full((1, 1, 4, 5), 0.25, dtype=torch.float64)
+    torch.testing.assert_close(ito.rec_loss(y, x, soft),
+                               torch.tensor([t_rec(y[b], x[b], soft[0]) for b in range(2)], dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+    # a hand-sized case: one value off by 3 outside the mask, one off by 5 inside it
+    y1, x1, m1 = torch.zeros(1, 1, 1, 2, dtype=torch.float64), torch.zeros(1, 1, 1, 2, dtype=torch.float64), \
+        torch.tensor([[[[0.0, 1.0]]]], dtype=torch.float64)
+    y1[..., 0], y1[..., 1] = 3.0, 5.0
+    assert ito.rec_loss(y1, x1, m1).item() == 9.0
+    assert ito.rec_loss(y1, x1).item() == 34.0
+
+
+def test_guidance_loss_and_objective_match_eq5_and_eq6():
+    y, x, gd, m = _data(1, batch_mask=True)
+    torch.testing.assert_close(ito.guidance_loss(y, gd),
+                               torch.tensor([t_guid(y[b], gd[b]) for b in range(2)], dtype=torch.float64),
+                               rtol=1e-12, atol=1e-15)
+    for lam in (0.0, 0.25, 0.6, 1.0):
+        torch.testing.assert_close(ito.objective(y, x, gd, m, lam), torch.tensor(t_obj(y, x, gd, m, lam),
+                                   dtype=torch.float64), rtol=1e-12, atol=1e-15)
+    # the balance of Eq. 6 in numbers: lambda weighs a sum of squares against 1 - cos
+    assert ito.objective(y, x, y, None, 0.6).item() == pytest.approx(0.6 * t_rec(y[0], x[0]) + 0.6 * t_rec(y[1], x[1]),
+                                                                     rel=1e-12)
+
+
+def test_objective_gradient_matches_hand_derivative_and_finite_differences():
+    y, x, gd, m = _data(2, batch_mask=True)
+    lam = 0.6
+    yv = y.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(ito.objective(yv, x, gd, m, lam), yv)
+    hand = t_grad(y, x, gd, m, lam)
+    torch.testing.assert_close(auto, hand, rtol=1e-10, atol=1e-12)
+    # the hand derivative itself, against central differences of the transcription
+    h = 1e-6
+    for idx in [(0, 0, 0, 0), (0, 2, 3, 4), (1, 1, 2, 1), (1, 0, 1, 3)]:
+        yp, ym = y.clone(), y.clone()
+        yp[idx] += h
+        ym[idx] -= h
+        fd = (t_obj(yp, x, gd, m, lam) - t_obj(ym, x, gd, m, lam)) / (2 * h)
+        assert fd == pytest.approx(hand[idx].item(), rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("k,lam,scale", [(1, 0.6, 1.0), (3, 0.6, 0.7), (2, 0.3, 0.25), (4, 1.0, 1.0)])
+def test_ito_update_is_adam_on_the_transcribed_objective(k, lam, scale):
+    """k Adam steps at lr on Eq. 6 in the scaled space, y' returned in the caller's space; compared in float64."""
+    y, x, gd, m = _data(3)
+    y, x, gd = y.float(), x.float(), gd.float()
+    m = m.float()
+    want = t_adam(y.double() * scale, lambda v: t_grad(v, x.double() * scale, gd.double(), m.double(), lam), k, 0.1)
+    got = ito.ito_update(y, x, gd, m, lam=lam, k=k, lr=0.1, scale=scale)
+    assert got.dtype == y.dtype
+    torch.testing.assert_close(got.double(), want / scale, rtol=0, atol=2e-5)
+    # and PyTorch's own Adam on the transcription's loss agrees
+    ref = (y.double() * scale).clone().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=0.1)
+    for _ in range(k):
+        opt.zero_grad()
+        ref.grad = t_grad(ref.detach(), x.double() * scale, gd.double(), m.double(), lam)
+        opt.step()
+    torch.testing.assert_close(got.double(), ref.detach() / scale, rtol=0, atol=2e-5)
+
+
+def test_adam_first_step_moves_by_lr_whatever_the_loss_scale():
+    """The paper's gamma under Adam: the first step moves each value by lr in the sign of its gradient, so summing
+    instead of averaging (a global factor on a lone term) leaves lr's meaning alone; only the balance changes."""
+    y, x, gd, m = _data(4)
+    y, x = y.float(), x.float()
+    out = ito.ito_update(y, x, None, None, lam=1.0, k=1, lr=0.1)
+    torch.testing.assert_close(out, y - 0.1 * torch.sign(y - x), rtol=0, atol=1e-6)
+    out = ito.ito_update(y, x, gd.float(), m.float(), lam=0.6, k=1, lr=0.1)
+    hand = t_grad(y.double(), x.double(), gd, m, 0.6)
+    # lr g / (|g| + eps): the sign of g wherever |g| >> Adam's eps 1e-8
+    torch.testing.assert_close(out.double(), y.double() - 0.1 * hand / (hand.abs() + 1e-8), rtol=0, atol=1e-6)
+
+
+def test_sample_ito_optimises_the_first_t_u_steps_against_trajectory_index_i(monkeypatch):
+    model, src, _, r, _ = scene("eps")
+    sig = schedule(8, "eps")
+    traj = inv.invert(model, src, sig, SRC)
+    gtraj = [t.flip(-1) for t in traj]
+    seen, xs = [], []
+    real = ito.ito_update
+
+    def spy(y, x_t, g_t=None, mask=None, **kw):
+        seen.append((y, x_t, g_t, mask, kw))
+        return real(y, x_t, g_t, mask, **kw)
+
+    monkeypatch.setattr(ito, "ito_update", spy)
+    ito.sample_ito(model, traj[0], sig, EDIT, callback=lambda d: xs.append(d["x"]), source_traj=traj,
+                   guidance_traj=gtraj, mask=r, lam=0.6, t_u=3, k=2, lr=0.05)
+    assert len(seen) == 3
+    for i, (y, x_t, g_t, mask, kw) in enumerate(seen):
+        assert torch.equal(x_t, traj[i]) and torch.equal(g_t, gtraj[i]) and torch.equal(mask, r)
+        assert kw["lam"] == 0.6 and kw["k"] == 2 and kw["lr"] == 0.05
+        assert kw["scale"] == pytest.approx(1.0 / math.sqrt(1.0 + float(sig[i]) ** 2))
+        # the model is called on y'_t, the optimised state
+        assert torch.equal(xs[i], real(y, x_t, g_t, mask, **kw))
+    assert torch.equal(seen[0][0], traj[0])
+
+
+def test_lambda_06_holds_the_background_and_follows_the_guidance_inside():
+    """The paper's lambda = 0.6 under its norms: outside the mask the edit keeps the source exactly (the edit
+    condition alone changes it, and the guidance image differs there too), inside it goes to the guidance image."""
+    model, src, _, r, _ = scene("eps")
+    sig = schedule(25, "eps")
+    g0 = ito.generate_guidance(model, src, sig, noise.randn(src.shape, 0, "test guidance"), EDIT, mask=r)
+    out = 1 - r
+    assert ((g0 - src).abs() * out).max() > 1.0  # the guidance image's background is not the source's
+    y1 = ito.edit(model, src, sig, SRC, EDIT, mask=r, lam=1.0)
+    y06 = ito.edit(model, src, sig, SRC, EDIT, mask=r, guidance=g0, lam=0.6)
+    y0 = ito.edit(model, src, sig, SRC, EDIT, mask=r, guidance=g0, lam=0.0)
+    assert ((y1 - src).abs() * out).max() < 1e-4
+    assert ((y06 - src).abs() * out).max() < 1e-4  # a mean instead of the sum lets the guidance take it
+    assert ((y0 - src).abs() * out).max() > 1.0  # guidance alone does not hold it
+    d1 = ((y1 - g0).abs() * r).sum() / (4 * r.sum())
+    d06 = ((y06 - g0).abs() * r).sum() / (4 * r.sum())
+    assert d1 > 0.3 and d06 < 0.1 * d1
 
 
 # ------------------------------------------------------------------------------------------------ inversion
@@ -139,16 +350,6 @@ def test_ito_update_moves_only_outside_mask_under_inference_mode():
     assert torch.allclose(out[..., 4:], torch.full_like(out[..., 4:], 0.2), atol=1e-5)
 
 
-def test_rec_loss_is_preservation_outside_mask_reading_of_eq4():
-    y, x = torch.randn(2, 4, 6, 6), torch.randn(2, 4, 6, 6)
-    m = torch.zeros(1, 1, 6, 6)
-    m[..., 2:4, 2:4] = 1
-    y2 = x * (1 - m) + y * m  # equal to x outside the mask, anything inside
-    assert torch.allclose(ito.rec_loss(y2, x, m), torch.zeros(2), atol=1e-12)
-    assert (ito.rec_loss(y, x, m) > 0).all()
-    assert torch.allclose(ito.rec_loss(y, x), ((y - x) ** 2).flatten(1).mean(1))
-
-
 # ------------------------------------------------------------------------------------------------ guidance
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -213,19 +414,45 @@ def test_mask_seeds_deterministic():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_gaussian_blur_preserves_constant_and_mass():
-    m = torch.zeros(1, 1, 21, 21)
-    m[..., 10, 10] = 1
-    b = ito.gaussian_blur(m, 2.0)
-    assert abs(b.sum().item() - 1) < 1e-5 and b.argmax().item() == 10 * 21 + 10
-    # the impulse response is the outer product of the normalised 1-D Gaussian, radius ceil(3 sigma) = 6
-    t = torch.arange(-6, 7, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / 2.0) ** 2)
-    k = k / k.sum()
-    want = torch.zeros(21, 21)
-    want[4:17, 4:17] = k[:, None] * k[None, :]
-    torch.testing.assert_close(b[0, 0], want, atol=1e-7, rtol=1e-5)
-    assert torch.allclose(ito.gaussian_blur(torch.ones(2, 1, 5, 7), 3.0), torch.ones(2, 1, 5, 7), atol=1e-6)
+def test_mask_draws_are_the_packs_seeded_cpu_noise_and_any_widget_seed_works():
+    """Draw i of Eq. 7's average is pixels_core.noise.randn(shape, seed, "ito mask", i): same seed, same mask on
+    every device, seeds up to 2**64 - 1 (ComfyUI's widget range)."""
+    model, src, _, _, _ = scene("eps", extra_edit_images=False)
+    sig = schedule(25, "eps")
+    s = ito.sigma_at_strength(sig, 0.5)
+    seen = []
+    orig = model.forward
+
+    def spy(x, sigma, cond="src", **kw):
+        seen.append(x.clone())
+        return orig(x, sigma, cond=cond, **kw)
+
+    model.forward = spy
+    for seed in (5, 2 ** 64 - 1):
+        seen.clear()
+        ito.estimate_mask(model, src, s, SRC, EDIT, n=3, seed=seed)
+        assert len(seen) == 6
+        for i in range(3):
+            want = src + s * noise.randn(src.shape, seed, "ito mask", i)
+            assert torch.equal(seen[2 * i], want) and torch.equal(seen[2 * i + 1], want)
+
+
+def test_mask_smoothing_is_scipy_gaussian_filter():
+    """The soft map is blurred with the pack's one Gaussian (pixels_core.editmap.blur): scipy.ndimage's kernel,
+    truncate 4, 'reflect' borders. Checked on a map known exactly: conditions that differ at one pixel."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 2, 9, 11, generator=g)
+    b = a.clone()
+    b[:, :, 4, 6] += 3.0  # the edit set differs at one latent pixel only
+    model = Switch(src=FiniteSetDenoiser(a, per_pixel=True), edit=FiniteSetDenoiser(b, per_pixel=True))
+    x0 = a[:1]
+    _, raw = ito.estimate_mask(model, x0, 1.0, SRC, EDIT, n=2, smooth=0.0)
+    _, soft = ito.estimate_mask(model, x0, 1.0, SRC, EDIT, n=2, smooth=1.5)
+    want = ndimage.gaussian_filter(raw[0, 0].double().numpy(), 1.5, mode="reflect", truncate=4.0)
+    np.testing.assert_allclose(soft[0, 0].double().numpy(), np.clip(want, 0, 1), rtol=0, atol=1e-6)
+    assert raw.max() > 0.5 and soft.shape == raw.shape
+    with pytest.raises(ValueError, match="smoothing must be >= 0"):
+        ito.estimate_mask(model, x0, 1.0, SRC, EDIT, n=1, smooth=-1.0)
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
@@ -237,7 +464,7 @@ def test_full_pipeline_deterministic_and_calls():
     def pipeline():
         model.calls = 0
         m, _ = ito.estimate_mask(model, src, ito.sigma_at_strength(sig, 0.5), SRC, EDIT, n=10, seed=3)
-        g0 = ito.generate_guidance(model, src, sig, ito.seed_noise(src.shape, 3, 0), EDIT, mask=m)
+        g0 = ito.generate_guidance(model, src, sig, noise.randn(src.shape, 3, "guidance"), EDIT, mask=m)
         steps = []
         y = ito.edit(model, src, sig, SRC, EDIT, callback=lambda d: steps.append(d["i"]), mask=m, guidance=g0)
         assert steps == list(range(ito.edit_steps(25, True)))
@@ -297,6 +524,13 @@ def test_bad_parameters_get_clear_messages():
         ito.edit(model, src, sig, SRC, EDIT, lam=0.6, t_u=5, guidance=torch.zeros(1, 4, 8, 8))
     with pytest.raises(ValueError, match="strictly descending"):
         inv.invert(model, src, sig.flip(0), SRC)
+    # schedules are checked by the pack's one validator (pixels_core.schedule.check_sigmas)
+    with pytest.raises(ValueError, match="strictly descending"):
+        ito.sample_ito(model, traj[0], sig.flip(0), EDIT, source_traj=traj, lam=1.0, t_u=5)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ito.encode_steps(torch.tensor([2.0, float("nan"), 0.0]), 1.0)
+    with pytest.raises(ValueError, match="flow .* needs sigmas in"):
+        ito.sample_ito(model, traj[0], sig, EDIT, source_traj=traj, lam=1.0, t_u=5, param="flow")
 
 
 def test_mask_wrong_size_is_resized_and_bad_masks_rejected():
@@ -312,20 +546,6 @@ def test_mask_wrong_size_is_resized_and_bad_masks_rejected():
         ito.prepare_mask(torch.zeros(3, 16, 16), 2, 16, 16)
     with pytest.raises(ValueError, match="single-channel"):
         ito.prepare_mask(torch.zeros(1, 3, 16, 16), 1, 16, 16)
-
-
-def test_adam_matches_torch_optim_adam():
-    g = torch.Generator().manual_seed(2)
-    y, x, gd = (torch.randn(2, 4, 6, 6, generator=g) for _ in range(3))
-    m = (torch.rand(1, 1, 6, 6, generator=g) > 0.5).float()
-    out = ito.ito_update(y, x, gd, m, lam=0.6, k=3, lr=0.1, scale=0.7)
-    ref = (y * 0.7).clone().requires_grad_(True)
-    opt = torch.optim.Adam([ref], lr=0.1)
-    for _ in range(3):
-        opt.zero_grad()
-        ito.objective(ref, x * 0.7, gd, m, 0.6).backward()
-        opt.step()
-    assert torch.allclose(out, ref.detach() / 0.7, atol=1e-6)
 
 
 def test_edit_inverts_guidance_with_guidance_args():

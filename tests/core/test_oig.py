@@ -1,4 +1,5 @@
-"""OIG guidance core (oig-abstract.txt, design.md §3.3) with tiny torch encoders and hand-computed cases."""
+"""OIG guidance core (Lee, Kang, Han, WACV 2025; authors' code Hleephilip/OIG) with tiny torch encoders and
+hand-computed cases."""
 import math
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pixels_core import oig
+from pixels_core import ddim, oig
 from pixels_core.analytic import GaussianDenoiser
 
 C, H, W, D = 4, 8, 8, 5
@@ -111,27 +112,47 @@ def plain_euler(model, x, sigmas, extra_args):
 # Step sizes
 # ----------------------------------------------------------------------------------------------
 
-def test_step_size_matches_authors_formula_for_50_steps():
-    n = 50  # n // 10 = 5: warm-up while i + 1 < 5
-    assert [oig.step_size(i, n) for i in range(4)] == pytest.approx([0.4, 0.8, 1.2, 1.6])
-    for i in range(4, n):
-        assert oig.step_size(i, n) == pytest.approx(2.0 * 1.05 ** -(i + 1))
-    assert oig.step_size(4, n) == pytest.approx(1.5670523)
-    assert oig.step_size(49, n) == pytest.approx(2 / 1.05 ** 50)
+def authors_get_lr(i, total):
+    """EditingPipeline.get_lr of the authors' edit_pipeline.py, verbatim."""
+    if i + 1 < total // 10:
+        return 2 * ((i + 1) / (total // 10))
+    else:
+        return 2 * (1 / 1.05) ** (i + 1)
 
 
-def test_step_sizes_follow_the_authors_loop_offset():
-    n = 50
-    etas = oig.step_sizes(n)
-    assert len(etas) == n
-    assert etas[0] == pytest.approx(oig.step_size(1, n)) == pytest.approx(0.8)
-    assert etas[47] == pytest.approx(oig.step_size(48, n))
-    assert etas[48] == etas[49] == pytest.approx(oig.step_size(49, n))
+def authors_lr_per_step(n):
+    """The lr their target loop applies to each DDIM step: at loop index i != 0 it takes the step from the previous
+    timestep (``tp1``) with ``get_lr(i)``; at i == n - 1 it also takes the last step (from ``t``) with ``get_lr(i)``."""
+    lr = {}
+    for i in range(n):
+        if i != 0:
+            lr[i - 1] = authors_get_lr(i, n)
+        if i == n - 1:
+            lr[i] = authors_get_lr(i, n)
+    return [lr[k] for k in range(n)]
 
 
-def test_step_size_short_schedules_and_errors():
-    assert [oig.step_size(i, 5) for i in range(5)] == pytest.approx([2 * 1.05 ** -(i + 1) for i in range(5)])
-    assert oig.step_sizes(1) == [pytest.approx(2 / 1.05)]
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 10, 11, 20, 25, 29, 30, 31, 50, 100])
+def test_step_size_is_the_authors_get_lr(n):
+    for i in range(n):
+        assert oig.step_size(i, n) == pytest.approx(authors_get_lr(i, n), rel=1e-14, abs=0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 10, 11, 20, 25, 29, 30, 31, 50, 100])
+def test_step_sizes_are_what_the_authors_loop_applies(n):
+    assert oig.step_sizes(n) == pytest.approx(authors_lr_per_step(n), rel=1e-14, abs=0)
+
+
+def test_step_sizes_by_hand_for_50_steps():
+    """Hand values: N // 10 = 5, warm-up 2 (i+1)/5 while i + 1 < 5, then 2 / 1.05^(i+1); step k uses i = k + 1."""
+    etas = oig.step_sizes(50)
+    assert etas[:4] == pytest.approx([0.8, 1.2, 1.6, 2 / 1.05 ** 5], rel=1e-14)
+    assert etas[47] == pytest.approx(2 / 1.05 ** 49, rel=1e-14)
+    assert etas[48] == etas[49] == pytest.approx(2 / 1.05 ** 50, rel=1e-14)
+    assert [oig.step_size(i, 50) for i in range(5)] == pytest.approx([0.4, 0.8, 1.2, 1.6, 2 / 1.05 ** 5], rel=1e-14)
+
+
+def test_step_size_errors():
     with pytest.raises(ValueError, match="at least one step"):
         oig.step_sizes(0)
     with pytest.raises(ValueError, match="outside"):
@@ -153,7 +174,7 @@ def test_vp_gradient_scale_reproduces_the_vp_update():
     # k-diffusion side: grad wrt x of the same loss
     xg = x.clone().requires_grad_(True)
     (0.5 * ((xg * ab.sqrt() - a) ** 2).sum()).backward()
-    k_next = oig.ddim_step(x, x0, s, sn) - eta * oig.vp_gradient_scale(s, sn) * xg.grad
+    k_next = x0 + sn * (x - x0) / s - eta * oig.vp_gradient_scale(s, sn) * xg.grad
     assert torch.allclose(k_next, vp_next / abn.sqrt(), atol=1e-4, rtol=1e-5)
 
 
@@ -292,7 +313,7 @@ def test_one_step_update_is_ddim_minus_eta_grad():
     e = clip(dec(d))
     lc = torch.relu(F.cosine_similarity(e, t_src) - F.cosine_similarity(e, t_tgt) + 0.5).sum()
     (grad,) = torch.autograd.grad(1.0 * ls + 0.1 * lc, xg)
-    want = d.detach() - oig.step_size(0, 1) * oig.vp_gradient_scale(2.0, 0.0) * grad
+    want = d.detach() - (2 / 1.05) * math.sqrt(1 + 2.0 ** 2) * grad
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
 
 
@@ -349,7 +370,8 @@ def test_first_step_has_no_negative_and_later_steps_do():
                 want.append(float(total))
                 without_negative.append(float(no_neg))
                 prev = ft
-                xs, xt = oig.ddim_step(xs, ds, sig[i], sig[i + 1]), oig.ddim_step(xt, dt, sig[i], sig[i + 1])
+                xs = xs + (xs - ds) / sig[i] * (sig[i + 1] - sig[i])
+                xt = xt + (xt - dt) / sig[i] * (sig[i + 1] - sig[i])
     assert losses == pytest.approx(want, rel=1e-5, abs=1e-7)
     assert losses[0] == pytest.approx(without_negative[0], rel=1e-5) and losses[0] > 0
     # later steps subtract the distance to the previous step's own features
@@ -435,7 +457,7 @@ def test_bad_inputs_raise_clear_errors():
         run(unet, dec, clip, c_src, c_tgt, torch.randn(1, D + 1), torch.randn(1, D + 1), x, sig)
     with pytest.raises(ValueError, match="NaN"):
         run(unet, dec, clip, c_src, c_tgt, t_src, t_tgt, torch.full_like(x, float("nan")), sig)
-    with pytest.raises(ValueError, match="strictly decreasing"):
+    with pytest.raises(ValueError, match="strictly descending"):
         run(unet, dec, clip, c_src, c_tgt, t_src, t_tgt, x, torch.tensor([1.0, 2.0, 0.0]))
     with pytest.raises(ValueError, match="clip_weight must be"):
         run(unet, dec, clip, c_src, c_tgt, t_src, t_tgt, x, sig, clip_weight=-1.0)
@@ -548,23 +570,93 @@ def test_sampler_one_step_with_the_authors_gradient():
     e = clip(dec(x0_hat))
     lc = torch.relu(F.cosine_similarity(e, t_src) - F.cosine_similarity(e, t_tgt) + 0.5).sum()
     (g2,) = torch.autograd.grad(0.1 * lc + 1.0 * ls, x2)
-    want = x0_hat.detach() - oig.step_size(0, 1) * oig.vp_gradient_scale(2.0, 0.0) * g2.chunk(2)[0]
+    want = x0_hat.detach() - (2 / 1.05) * math.sqrt(1 + 2.0 ** 2) * g2.chunk(2)[0]
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
 
 
-def test_ddim_invert_then_plain_sampling_returns_the_source():
-    """DDIM inversion is the reverse of the deterministic sampler: regenerate with the same condition -> the source."""
+def test_invert_defaults_to_the_authors_inversion_and_exact_is_an_option():
+    """sample_oig(invert=True) starts from pix2pix-zero's inversion (pixels_core.ddim, tested against their loop in
+    tests/core/test_ddim.py) unless inversion="exact"; regenerating with the same condition returns the source."""
     g = torch.Generator().manual_seed(4)
-    model = GaussianDenoiser(torch.randn(1, C, H, W, generator=g) * 0.5, std=0.8)
-    x0 = torch.randn(1, C, H, W, generator=g) * 0.8
-    sig = ddim_sigmas(200, smin=0.002, smax=20.0)
-    xT = oig.ddim_invert(model, x0, sig)
-    assert xT.std() > 10  # noise-scale latent at sigma_max
-    back = oig.sample_oig(model, xT, sig, clip_weight=0.0, struct_weight=0.0)
-    assert (back - x0).abs().mean() < 0.03 and (back - x0).abs().max() < 0.15  # first-order steps both ways
-    assert (model(xT, torch.tensor([20.0])) - x0).abs().mean() > 0.3  # x_T itself is far from the source
-    again = oig.sample_oig(model, x0, sig, clip_weight=0.0, struct_weight=0.0, invert=True)
-    assert torch.allclose(again, back, atol=1e-5)
+    model = GaussianDenoiser(torch.randn(1, C, H, W, generator=g, dtype=torch.float64) * 0.5, std=0.8)
+    x0 = torch.randn(1, C, H, W, generator=g, dtype=torch.float64) * 0.8
+    sig = ddim_sigmas(50, smin=0.03, smax=14.6).double()
+    table = torch.exp(torch.linspace(math.log(0.02), math.log(15.0), 1000, dtype=torch.float64))
+
+    def regen(**kw):
+        return oig.sample_oig(model, x0, sig, clip_weight=0.0, struct_weight=0.0, invert=True, **kw)
+
+    authors = ddim.ddim_invert(model, x0, sig, convention="authors", train_sigmas=table)[0]
+    assert authors.std() > 10  # noise-scale latent at sigma_max
+    assert (model(authors, sig[:1]) - x0).abs().mean() > 0.3  # x_T itself is far from the source
+    want = oig.sample_oig(model, authors, sig, clip_weight=0.0, struct_weight=0.0)
+    torch.testing.assert_close(regen(train_sigmas=table), want, rtol=1e-12, atol=1e-12)
+    plain = ddim.ddim_invert(model, x0, sig, convention="authors")[0]
+    torch.testing.assert_close(regen(), oig.sample_oig(model, plain, sig, clip_weight=0.0, struct_weight=0.0),
+                               rtol=1e-12, atol=1e-12)
+    exact = ddim.ddim_invert(model, x0, sig, convention="exact", fixed_point_iters=2)[0]
+    torch.testing.assert_close(regen(inversion="exact"),
+                               oig.sample_oig(model, exact, sig, clip_weight=0.0, struct_weight=0.0),
+                               rtol=1e-12, atol=1e-12)
+    err = {k: float((regen(**kw) - x0).norm() / x0.norm()) for k, kw in
+           {"authors": {}, "exact": dict(inversion="exact"), "exact0": dict(inversion="exact", inversion_refine=0)}.items()}
+    assert err["authors"] < 0.1 and err["exact0"] < 0.1  # first-order steps both ways
+    assert err["exact"] < 2e-3 and err["exact"] < 0.05 * err["authors"]
+    with pytest.raises(ValueError, match="inversion must be"):
+        regen(inversion="pix2pix")
+    with pytest.raises(ValueError, match="inversion_refine"):
+        regen(inversion="exact", inversion_refine=-1)
+
+
+class FeatureModel:
+    """A Gaussian denoiser whose "ResBlock feature" is its own output, so L_struct has a gradient through the model."""
+
+    def __init__(self, mean_src, mean_tgt, std=0.7):
+        self.src, self.tgt = GaussianDenoiser(mean_src, std), GaussianDenoiser(mean_tgt, std)
+        self.recorded = []
+
+    def __call__(self, x, sigma, cond="tgt", **_):
+        d = (self.src if cond == "src" else self.tgt)(x, sigma)
+        self.recorded.append(d)
+        return d
+
+    def features(self):
+        out, self.recorded = self.recorded, []
+        return out
+
+
+@pytest.mark.parametrize("n", [30, 12])
+def test_target_pass_is_ddim_minus_authors_eta_times_the_vp_carried_gradient(n):
+    """The whole target pass against a hand loop: x' = x0 + s' (x - x0) / s - eta_k sqrt(1+s^2) sqrt(1+s'^2) grad,
+    eta_k the authors' lr for step k (their loop), L = relu(beta_f MSE(F_t, F_src) - MSE(F_t, F_prev)), none first."""
+    g = torch.Generator().manual_seed(7)
+    ms, mt = (torch.randn(1, C, H, W, generator=g, dtype=torch.float64) for _ in range(2))
+    model = FeatureModel(ms, mt)
+    sig = ddim_sigmas(n).double()
+    x = torch.randn(1, C, H, W, generator=g, dtype=torch.float64) * 14.6
+    got = oig.sample_oig(model, x, sig, {"cond": "tgt"}, source_extra_args={"cond": "src"},
+                         features=model.features, clip_weight=0.0, struct_weight=1.0, beta_f=2.5)
+    lrs = authors_lr_per_step(n)
+    xs, src = x, []
+    with torch.no_grad():
+        for i in range(n):
+            d = model.src(xs, sig[i:i + 1])
+            src.append(d)
+            xs = d + sig[i + 1] * (xs - d) / sig[i]
+    xt, prev, moved = x, None, 0
+    for i in range(n):
+        s, sn = sig[i], sig[i + 1]
+        xg = xt.clone().requires_grad_(True)
+        d = model.tgt(xg, sig[i:i + 1])
+        pos = ((d - src[i]) ** 2).mean()
+        loss = 2.5 * pos if prev is None else torch.relu(2.5 * pos - ((d - prev) ** 2).mean())
+        (grad,) = torch.autograd.grad(loss, xg)
+        moved += int(grad.abs().max() > 0)
+        prev = d.detach()
+        d = d.detach()
+        xt = d + sn * (xt - d) / s - lrs[i] * math.sqrt(1 + s * s) * math.sqrt(1 + sn * sn) * grad
+    assert moved >= n - 1
+    torch.testing.assert_close(got, xt, rtol=1e-6, atol=1e-6)  # the pack takes feature MSEs in float32
 
 
 def test_split_negative_branch_call_gives_the_same_values_gradient_and_features():
