@@ -132,3 +132,21 @@ def check_widgets(t_u, k, lr, steps, encode_ratio=1.0, lam=1.0):
     ``validate_inputs``: a connected guidance image is assumed (it is known only at run time)."""
     run = len(core.encode_steps(torch.linspace(1.0, 0.0, int(steps) + 1), encode_ratio)) - 1
     core.check_params(lam, t_u, k, lr, run, True)
+
+
+def guider(model, cfg, edit_positive, edit_negative, source_positive=None, source_negative=None):
+    """The session's guider: the ``edit`` branch (main, CFG ``cfg``) and, when given, the ``source`` branch."""
+    g = session.BranchGuider(model)
+    branches = {"edit": (edit_positive, edit_negative, None)}
+    if source_positive is not None:
+        branches["source"] = (source_positive, source_negative, None)
+    g.set_branches("edit", branches, cfg)
+    return g
+
+
+def edit_args(extra_args, cfg=None):
+    return session.branch_args(extra_args, "edit", cfg)
+
+
+def source_args(extra_args, cfg=None):
+    return session.branch_args(extra_args, "source", cfg)

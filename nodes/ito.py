@@ -4,7 +4,7 @@ double-blind review; Sec. 3.2, Fig. 1): thin wrappers over pixels_core.ito.
 The three stages of the paper's Fig. 1 are three nodes (edit mask, guidance image, optimising sampler) plus an
 all-in-one node for the simple case (lambda = 1, estimated mask, no guidance image). Each node runs its whole
 algorithm inside one ComfyUI sampling session whose guider holds the edit and the source conditioning as two
-branches (nodes/_session.py), so ControlNet-applied conditioning works as anywhere else.
+branches (nodes/_session.py, nodes/_ito.py), so ControlNet-applied conditioning works as anywhere else.
 """
 from __future__ import annotations
 
@@ -16,28 +16,11 @@ import comfy.sample
 from ..pixels_core import ito as core
 from . import _session as session
 from ._common import check_image, check_latent
-from ._ito import (D, INVERSION_CFG_TIP, TIPS, check_strength, check_widgets, cond_inputs, estimate_mask_in, mask_for, mask_inputs,
-                   mask_sigma, mask_to_image_size, opt_inputs, schedule_inputs, seed_input, source_latent)
+from ._ito import (D, INVERSION_CFG_TIP, TIPS, check_strength, check_widgets, cond_inputs, edit_args,
+                   estimate_mask_in, guider, mask_for, mask_inputs, mask_sigma, mask_to_image_size, opt_inputs,
+                   schedule_inputs, seed_input, source_args, source_latent)
 
 CATEGORY = "PIXELS/ITO"
-
-
-def guider(model, cfg, edit_positive, edit_negative, source_positive=None, source_negative=None):
-    """The session's guider: the ``edit`` branch (main, CFG ``cfg``) and, when given, the ``source`` branch."""
-    g = session.BranchGuider(model)
-    branches = {"edit": (edit_positive, edit_negative, None)}
-    if source_positive is not None:
-        branches["source"] = (source_positive, source_negative, None)
-    g.set_branches("edit", branches, cfg)
-    return g
-
-
-def edit_args(extra_args, cfg=None):
-    return session.branch_args(extra_args, "edit", cfg)
-
-
-def source_args(extra_args, cfg=None):
-    return session.branch_args(extra_args, "source", cfg)
 
 
 class PixelsITOEditMask(io.ComfyNode):
