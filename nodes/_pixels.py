@@ -14,6 +14,7 @@ import comfy.samplers
 from ..pixels_core import masks
 from ..pixels_core import noise as pxnoise
 from ..pixels_core import pixels as core
+from . import _session as session
 from ._common import check_image
 
 POLARITIES = ["white keeps source (paper)", "white takes exemplar (inpaint mask)"]
@@ -22,8 +23,7 @@ DEFAULT_BLACK_POINT = 0.002
 
 
 def map_to_paper(mask: torch.Tensor, polarity: str) -> torch.Tensor:
-    if polarity not in POLARITIES:
-        raise ValueError(f"map_polarity must be one of {POLARITIES}, got {polarity!r}")
+    session.choice("map_polarity", polarity, POLARITIES)
     return mask if polarity == POLARITIES[0] else 1.0 - mask
 
 

@@ -158,8 +158,7 @@ class PixelsMapPreview(io.ComfyNode):
 
     @classmethod
     def execute(cls, map, map_polarity, steps, curve, gamma, downscale, upscale_preview, latent=None) -> io.NodeOutput:
-        if map_polarity not in POLARITIES:
-            raise ValueError(f"map_polarity must be one of {POLARITIES}, got {map_polarity!r}")
+        session.choice("map_polarity", map_polarity, POLARITIES)
         m = map if map.ndim == 3 else map[None]
         H, W = m.shape[-2:]
         if latent is not None:

@@ -48,11 +48,10 @@ def _kept_input():
 
 
 def _final(kept_pixels) -> str:
-    if kept_pixels is None or kept_pixels == KEPT_OPTIONS[0]:
+    if kept_pixels is None:
         return "source"
-    if kept_pixels == KEPT_OPTIONS[1]:
-        return "model"
-    raise ValueError(f"kept_pixels must be one of {KEPT_OPTIONS}, got {kept_pixels!r}")
+    session.choice("kept_pixels", kept_pixels, KEPT_OPTIONS)
+    return "source" if kept_pixels == KEPT_OPTIONS[0] else "model"
 
 
 class PixelsExemplar(io.ComfyNode):

@@ -9,6 +9,7 @@ import torch
 
 from pixels_core import parameterization as P
 from pixels_core import pixels as px
+from tests.core._kdiffusion import sample_dpmpp_2m
 
 
 @pytest.fixture(autouse=True)
@@ -98,28 +99,6 @@ def sample_warmup_ab2(model, x, sigmas, extra_args=None, callback=None, disable=
     for i in range(len(sigmas) - 1):
         d = to_d(x, sigmas[i], model(x, sigmas[i] * s_in, **extra_args))
         x = x + (d if i < warmup else 1.5 * d - 0.5 * old) * (sigmas[i + 1] - sigmas[i])
-        old = d
-    return x
-
-
-def sample_dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=None):
-    extra_args = extra_args or {}
-    s_in = x.new_ones([x.shape[0]])
-    t_fn = lambda s: s.log().neg()  # noqa: E731
-    old = None
-    for i in range(len(sigmas) - 1):
-        d = model(x, sigmas[i] * s_in, **extra_args)
-        if sigmas[i + 1] == 0:
-            x = d
-        else:
-            t, t_next = t_fn(sigmas[i]), t_fn(sigmas[i + 1])
-            h = t_next - t
-            if old is None:
-                dd = d
-            else:
-                r = (t - t_fn(sigmas[i - 1])) / h
-                dd = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
-            x = (sigmas[i + 1] / sigmas[i]) * x - (-h).expm1() * dd
         old = d
     return x
 
