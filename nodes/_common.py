@@ -13,6 +13,20 @@ def vae_ratio(vae) -> int:
         return 8
 
 
+# Pixels per latent cell of the latent formats whose VAE is not 8x, for nodes that see a model but no VAE (a
+# connected VAE's own answer always wins): Flux.2 (128 channels) and Wan 2.2 TI2V (48 channels) are 16x.
+RATIO_BY_FORMAT = {"Flux2": 16, "Wan22": 16}
+
+
+def latent_ratio(model=None, vae=None) -> int:
+    """Pixels per latent cell: asked of ``vae`` when one is given, else read off ``model``'s latent format
+    (:data:`RATIO_BY_FORMAT`, 8 for every other family)."""
+    if vae is not None:
+        return vae_ratio(vae)
+    fmt = None if model is None else model.get_model_object("latent_format")
+    return RATIO_BY_FORMAT.get(type(fmt).__name__, 8)
+
+
 def check_image(img, name: str, vae) -> None:
     """Clear errors for images the VAE cannot encode: wrong layout, too small, NaN."""
     if not torch.is_tensor(img) or img.ndim != 4 or img.shape[-1] < 3:

@@ -58,7 +58,8 @@ def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source"
         base = model.inner_model.inner_model
         ms = base.model_sampling
         source, noise = model.latent_image, model.noise
-        b, _, h, w = source.shape
+        b, h, w = source.shape[0], source.shape[-2], source.shape[-1]
+        frames = source.shape[2] if source.ndim == 5 else None  # a video latent (B, C, frames, h, w)
         seed = int((extra_args or {}).get("seed", 0) or 0)
         max_denoise = math.isclose(float(ms.sigma_max), float(sigmas[0]), rel_tol=1e-5) or float(sigmas[0]) > float(ms.sigma_max)
 
@@ -81,10 +82,19 @@ def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source"
                 raise ValueError(f"exemplar {k + 1} is {lat.shape[-1]}x{lat.shape[-2]} latent cells but the source is "
                                  f"{w}x{h}: scale the exemplar image to the source image's size (e.g. ImageScale with "
                                  "crop=center) or use PIXELS Progressive Edit, which does it for you")
-            lat = lat.expand(b, -1, -1, -1)
+            if lat.ndim != source.ndim or (frames is not None and lat.shape[2] != frames):
+                raise ValueError(f"exemplar {k + 1} encodes to a latent of shape {tuple(lat.shape)} but the source latent "
+                                 f"is {tuple(source.shape)}: for a video give the exemplar as a clip of as many frames "
+                                 "as the source clip (or one image for an image model)")
+            lat = lat.expand(b, *lat.shape[1:])
             latents.append(lat)
-            maps.append(core.prepare_map(ex["map"], b, h, w, name=f"edit_map of exemplar {k + 1}",
-                                         black_point=ex.get("black_point", DEFAULT_BLACK_POINT)).to(x.device, x.dtype))
+            name = f"edit_map of exemplar {k + 1}"
+            bp = ex.get("black_point", DEFAULT_BLACK_POINT)
+            if frames is None:
+                m = core.prepare_map(ex["map"], b, h, w, name=name, black_point=bp)
+            else:  # video: the map's batch is its frames (one map for the clip, or one per frame)
+                m = masks.to_frames(core.prepare_map(ex["map"], None, h, w, name=name, black_point=bp), frames, name)
+            maps.append(m.to(x.device, x.dtype))
             noises.append(exemplar_noise(noise, seed, k).to(x.device, x.dtype))
         noise_sampler = pxnoise.ItemNoiseSampler(noise, seed, "pixels ancestral")
         z = core.sample_pixels(model, x, sigmas, extra_args, callback, disable, source=source, noise=noise,

@@ -10,6 +10,7 @@ from ..pixels_core import editmap as core
 from ..pixels_core import pixels as px
 from ._pixels import POLARITIES  # PixelsExemplar's map_polarity strings: a preview reads the map as the sampler will
 from . import _session as session
+from ._common import vae_ratio
 from .editmap import CATEGORY, map_input, map_outputs
 
 
@@ -145,26 +146,30 @@ class PixelsMapPreview(io.ComfyNode):
                                tooltip="Exponent on the threshold curve, as on the sampler. Raising it releases every "
                                        "grey pixel later."),
                 io.Int.Input("downscale", default=8, min=1, max=64,
-                             tooltip="Latent downscale factor (8 for SD1.x/SDXL/SD3/Flux); ignored when a latent is connected."),
+                             tooltip="Pixels per latent cell (8 for SD1.x/SDXL/SD3/Flux, 16 for Flux.2 and Wan 2.2); "
+                                     "ignored when a latent or a VAE is connected."),
                 io.Boolean.Input("upscale_preview", default=True,
                                  tooltip="Show the preview at the map's size (nearest, so the latent grid stays visible); "
                                          "off gives it at latent size."),
                 io.Latent.Input("latent", optional=True,
                                 tooltip="Optional latent (e.g. VAE Encode of the source) whose size is the latent grid."),
+                io.Vae.Input("vae", optional=True,
+                             tooltip="The model's VAE (optional): its own pixels per latent cell replace downscale."),
             ],
             outputs=[io.Image.Output(display_name="preview"), io.Mask.Output(display_name="latent_map"),
                      io.String.Output(display_name="summary")],
         )
 
     @classmethod
-    def execute(cls, map, map_polarity, steps, curve, gamma, downscale, upscale_preview, latent=None) -> io.NodeOutput:
+    def execute(cls, map, map_polarity, steps, curve, gamma, downscale, upscale_preview, latent=None, vae=None) -> io.NodeOutput:
         session.choice("map_polarity", map_polarity, POLARITIES)
         m = map if map.ndim == 3 else map[None]
         H, W = m.shape[-2:]
         if latent is not None:
             h, w = latent["samples"].shape[-2:]
         else:
-            h, w = max(1, H // downscale), max(1, W // downscale)
+            r = downscale if vae is None else vae_ratio(vae)
+            h, w = max(1, H // r), max(1, W // r)
         small, img, rel = core.preview(m, h, w, steps, curve, gamma) if map_polarity == POLARITIES[0] else \
             core.preview(core.invert(m), h, w, steps, curve, gamma)
         if map_polarity != POLARITIES[0]:

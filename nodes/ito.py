@@ -15,7 +15,7 @@ import comfy.sample
 
 from ..pixels_core import ito as core
 from . import _session as session
-from ._common import check_image, check_latent
+from ._common import check_image, check_latent, latent_ratio
 from ._ito import (D, INVERSION_CFG_TIP, TIPS, check_strength, check_widgets, cond_inputs, edit_args,
                    estimate_mask_in, guider, mask_for, mask_inputs, mask_sigma, mask_to_image_size, opt_inputs,
                    schedule_inputs, seed_input, source_args, source_latent)
@@ -38,13 +38,17 @@ class PixelsITOEditMask(io.ComfyNode):
                     io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
                                    tooltip="CFG of both noise predictions (DiffEdit uses 7.5). Raising it amplifies the "
                                            "difference between the conditions."),
-                    seed_input()],
+                    seed_input(),
+                    io.Vae.Input("vae", optional=True,
+                                 tooltip="The model's VAE (optional): the masks come out at the image size it decodes "
+                                         "to. Without it the size is read off the model's latent format (16 px per "
+                                         "latent cell for Flux.2 and Wan 2.2, 8 for the others).")],
             outputs=[io.Mask.Output(display_name="mask"), io.Mask.Output(display_name="heatmap")],
         )
 
     @classmethod
     def execute(cls, model, source_positive, source_negative, edit_positive, edit_negative, latent, mask_seeds,
-                mask_strength, threshold, smoothing, cfg, seed) -> io.NodeOutput:
+                mask_strength, threshold, smoothing, cfg, seed, vae=None) -> io.NodeOutput:
         check_strength(mask_strength)
         samples = source_latent(model, latent)
         ms = model.get_model_object("model_sampling")
@@ -61,7 +65,8 @@ class PixelsITOEditMask(io.ComfyNode):
         session.run(guider(model, cfg, edit_positive, edit_negative, source_positive, source_negative), samples,
                     torch.tensor([sigma, 0.0]), seed, fn)
         binary, soft = result["mask"]
-        size = (samples.shape[-2] * 8, samples.shape[-1] * 8)
+        r = latent_ratio(model, vae)
+        size = (samples.shape[-2] * r, samples.shape[-1] * r)
         return io.NodeOutput(mask_to_image_size(binary, size), mask_to_image_size(soft, size, "bilinear"))
 
 

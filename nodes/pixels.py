@@ -13,7 +13,7 @@ import comfy.utils
 from ..pixels_core import masks
 from ..pixels_core import pixels as core
 from . import _session as session
-from ._common import check_image, check_latent
+from ._common import check_image, check_latent, vae_ratio
 from ._pixels import DEFAULT_BLACK_POINT, POLARITIES, encode_exemplars, make_sampler, map_to_paper
 
 CATEGORY = "PIXELS/progressive editing"
@@ -200,19 +200,24 @@ class PixelsReleaseSchedule(io.ComfyNode):
                 io.Int.Input("steps", default=40, min=1, max=10000, tooltip="Steps actually run (as in the sampler)."),
                 *_curve_inputs(),
                 io.Int.Input("downscale", default=8, min=1, max=64,
-                             tooltip="Pixels per latent cell of the model's VAE (8 for SD/SDXL/SD3/Flux, 16 for Flux.2)."),
+                             tooltip="Pixels per latent cell of the model's VAE (8 for SD/SDXL/SD3/Flux, 16 for Flux.2 "
+                                     "and Wan 2.2); ignored when a VAE is connected."),
+                io.Vae.Input("vae", optional=True,
+                             tooltip="The model's VAE (optional): the latent grid is then the one it encodes to, "
+                                     "whatever the family (the downscale widget is ignored)."),
             ],
             outputs=[io.Image.Output(display_name="schedule"), io.Image.Output(display_name="owners"),
                      io.String.Output(display_name="summary")],
         )
 
     @classmethod
-    def execute(cls, exemplars, steps, curve, gamma, downscale) -> io.NodeOutput:
+    def execute(cls, exemplars, steps, curve, gamma, downscale, vae=None) -> io.NodeOutput:
         if not exemplars:
             raise ValueError("exemplars: connect at least one PIXELS Exemplar (K = 0 given)")
         checked = [masks.as_mask(e["map"], f"edit_map of exemplar {k + 1}") for k, e in enumerate(exemplars)]
         H, W = checked[0].shape[-2:]
-        h, w = max(1, H // downscale), max(1, W // downscale)
+        r = downscale if vae is None else vae_ratio(vae)
+        h, w = max(1, H // r), max(1, W // r)
         batches = {m.shape[0] for m in checked} - {1}
         if len(batches) > 1:
             raise ValueError(f"edit maps of the exemplars have batches {sorted(batches)}: give each exemplar one map "

@@ -86,3 +86,26 @@ def fit(t: torch.Tensor, h: int, w: int, name: str | None = None) -> torch.Tenso
 def to_grid(m, batch: int, h: int, w: int, name: str) -> torch.Tensor:
     """:func:`as_mask` then :func:`fit` to the ``h x w`` latent grid: ``(B or 1, 1, h, w)`` in [0, 1]."""
     return fit(as_mask(m, name, batch), h, w, name).clamp(0.0, 1.0)
+
+
+def to_frames(m: torch.Tensor, frames: int, name: str) -> torch.Tensor:
+    """Maps ``(M, 1, h, w)`` on the latent grid -> ``(1, 1, frames, h, w)`` for a video latent ``(B, C, frames, h, w)``.
+
+    ``M = 1``: one map for every frame. ``M = frames``: one map per latent frame. ``M = 1 + s (frames - 1)`` for a
+    whole stride ``s > 1``: one map per image frame of a clip whose VAE compresses time by ``s`` the way Wan's does
+    (the first image frame alone makes latent frame 0, then each run of ``s`` image frames one latent frame): each
+    latent frame gets the mean of its image frames' maps (the coverage rule :func:`fit` uses in space).
+    """
+    M = m.shape[0]
+    if M == 1:
+        return m.permute(1, 0, 2, 3)[None].expand(1, 1, frames, *m.shape[-2:])
+    if M == frames:
+        return m.permute(1, 0, 2, 3)[None]
+    s = (M - 1) // (frames - 1) if frames > 1 else 0
+    if frames > 1 and s > 1 and 1 + s * (frames - 1) == M:
+        groups = [m[:1]] + [m[1 + s * j:1 + s * (j + 1)] for j in range(frames - 1)]
+        out = torch.cat([g.mean(0, keepdim=True) for g in groups])
+        return out.permute(1, 0, 2, 3)[None]
+    raise ValueError(f"{name} has {M} maps but the video latent has {frames} frames: give one map for the whole clip, "
+                     f"one per latent frame ({frames}) or one per image frame of the clip (e.g. "
+                     f"{1 + 4 * (frames - 1)} for a VAE that packs 4 frames into one, as Wan's does)")

@@ -61,7 +61,7 @@ def test_three_stages_batch_of_two_and_resized_mask(comfy):
     g["40"] = {"class_type": "PixelsITOEditMask", "inputs": {
         "model": ["1", 0], "source_positive": ["2", 0], "source_negative": ["4", 0], "edit_positive": ["3", 0],
         "edit_negative": ["4", 0], "latent": ["6", 0], "mask_seeds": 2, "mask_strength": 0.5, "threshold": 0.1,
-        "smoothing": 1.0, "cfg": 4.0, "seed": 21}}
+        "smoothing": 1.0, "cfg": 4.0, "seed": 21, "vae": ["1", 2]}}  # the mask's size is asked of the VAE
     g["41"] = {"class_type": "MaskToImage", "inputs": {"mask": ["40", 0]}}
     g["42"] = {"class_type": "SaveImage", "inputs": {"images": ["41", 0], "filename_prefix": "ito_host_mask"}}
     g["30"]["inputs"]["mask"] = ["40", 0]

@@ -127,6 +127,25 @@ def test_release_schedule_with_maps_of_different_sizes(comfy):
     assert "edit_map of exemplar 2 is 48x96" in comfy.log()
 
 
+def test_release_schedule_and_map_preview_ask_the_vae_for_the_latent_grid(comfy):
+    """With a VAE connected the latent grid is the VAE's (8 px per cell here), whatever the downscale widget says."""
+    g = base_graph(seed=33)
+    del g["9"], g["10"]
+    g["42"] = {"class_type": "PixelsReleaseSchedule", "inputs": {"exemplars": ["8", 0], "steps": 10, "curve": "linear",
+                                                                "gamma": 1.0, "downscale": 4, "vae": ["1", 2]}}
+    g["43"] = {"class_type": "PreviewAny", "inputs": {"source": ["42", 2]}}
+    g["44"] = {"class_type": "PixelsMapPreview", "inputs": {
+        "map": ["6", 0], "map_polarity": PAPER, "steps": 10, "curve": "linear", "gamma": 1.0, "downscale": 4,
+        "upscale_preview": False, "vae": ["1", 2]}}
+    g["45"] = {"class_type": "PreviewAny", "inputs": {"source": ["44", 2]}}
+    out = comfy.run(g)
+    assert out["43"]["text"][0].startswith("8x8 latent grid"), out["43"]
+    preview = out["44"]["images"][0]
+    from PIL import Image
+    import io
+    assert Image.open(io.BytesIO(comfy.download(preview))).size == (8, 8)
+
+
 @pytest.mark.parametrize("sampler", ["euler", "euler_ancestral"])
 def test_largest_widget_seed_runs(comfy, sampler):
     g = base_graph(seed=2 ** 64 - 1)

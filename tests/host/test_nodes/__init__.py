@@ -115,3 +115,15 @@ class PixelsTestLatentBatch:
 
 NODE_CLASS_MAPPINGS = {"PixelsTestKnownAnswer": PixelsTestKnownAnswer, "PixelsTestMask": PixelsTestMask,
                        "PixelsTestLatentBatch": PixelsTestLatentBatch}
+
+
+def _load_siblings() -> None:
+    """Merge the ``NODE_CLASS_MAPPINGS`` of every other module in this folder (``test_nodes/<topic>.py``)."""
+    import importlib
+    import pathlib
+    for f in sorted(pathlib.Path(__file__).parent.glob("[a-z]*.py")):
+        mod = importlib.import_module(f"{__name__}.{f.stem}")
+        NODE_CLASS_MAPPINGS.update(getattr(mod, "NODE_CLASS_MAPPINGS", {}))
+
+
+_load_siblings()
