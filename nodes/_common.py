@@ -53,3 +53,10 @@ def check_latent(model, samples: torch.Tensor, name: str) -> torch.Tensor:
     if not bool(torch.isfinite(samples).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return samples
+
+
+def decode_frames(vae, samples: torch.Tensor) -> torch.Tensor:
+    """``vae.decode`` as an IMAGE batch: a video VAE's ``(B, frames, H, W, 3)`` becomes ``(B * frames, H, W, 3)``, as
+    ComfyUI's own VAE Decode does, so Save Image and the rest take a clip's frames."""
+    images = vae.decode(samples)
+    return images.reshape(-1, *images.shape[-3:]) if images.ndim == 5 else images

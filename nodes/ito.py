@@ -15,7 +15,7 @@ import comfy.sample
 
 from ..pixels_core import ito as core
 from . import _session as session
-from ._common import check_image, check_latent, latent_ratio
+from ._common import check_image, check_latent, decode_frames, latent_ratio
 from ._ito import (D, INVERSION_CFG_TIP, TIPS, check_strength, check_widgets, cond_inputs, edit_args,
                    estimate_mask_in, guider, mask_for, mask_inputs, mask_sigma, mask_to_image_size, opt_inputs,
                    schedule_inputs, seed_input, source_args, source_latent)
@@ -261,7 +261,7 @@ class PixelsITOEdit(io.ComfyNode):
         out = session.run(guider(model, cfg, edit_positive, edit_negative, source_positive, source_negative), samples,
                           sigmas, seed, fn)
         out_mask = mask_to_image_size(found["mask"].float().cpu(), image.shape[1:3])
-        return io.NodeOutput(vae.decode(out), {"samples": out}, out_mask)
+        return io.NodeOutput(decode_frames(vae, out), {"samples": out}, out_mask)
 
 
 NODES = [PixelsITOEditMask, PixelsITOGuidanceImage, PixelsITOSampler, PixelsITOEdit]

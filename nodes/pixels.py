@@ -13,7 +13,7 @@ import comfy.utils
 from ..pixels_core import masks
 from ..pixels_core import pixels as core
 from . import _session as session
-from ._common import check_image, check_latent, vae_ratio
+from ._common import check_image, check_latent, decode_frames, vae_ratio
 from ._pixels import DEFAULT_BLACK_POINT, POLARITIES, encode_exemplars, make_sampler, map_to_paper
 
 CATEGORY = "PIXELS/progressive editing"
@@ -178,7 +178,7 @@ class PixelsProgressiveEdit(io.ComfyNode):
                                  callback=session.preview(model, steps))
         if final == "source" and "kept" in record:  # the source latent itself, past the latent format's round trip
             samples = torch.where(record["kept"].to(samples.device), src.to(samples), samples)
-        return io.NodeOutput(vae.decode(samples), {"samples": samples})
+        return io.NodeOutput(decode_frames(vae, samples), {"samples": samples})
 
 
 class PixelsReleaseSchedule(io.ComfyNode):
