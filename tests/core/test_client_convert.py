@@ -3,15 +3,14 @@ queues (``graphToPrompt`` / ``ExecutableNodeDTO``): notes dropped, reroutes reso
 written into every widget it feeds, muted nodes dropped with the links from them, bypassed nodes rewired input to
 output by type. The expected prompts are written out by hand. No server, no ComfyUI."""
 import copy
-import importlib.util
 import pathlib
 
 import pytest
 
+from tests.core._client import load
+
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
-_spec = importlib.util.spec_from_file_location("comfy_client_convert_under_test", REPO / "tools" / "comfy_client.py")
-cc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cc)
+cc = load("comfy_client_convert_under_test")
 
 OBJECT_INFO = {
     "LoadImage": {"input": {"required": {"image": [["a.png", "b.png"], {"image_upload": True}]}},

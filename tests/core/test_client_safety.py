@@ -5,10 +5,8 @@ names cannot write outside --out, and upload headers cannot be injected into.
 no network beyond loopback. Its /ws answers 404, so the client falls back to polling /history (checked)."""
 import email.parser
 import email.policy
-import importlib.util
 import json
 import os
-import pathlib
 import re
 import threading
 import urllib.parse
@@ -17,17 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent.parent
-_spec = importlib.util.spec_from_file_location("comfy_client_safety_under_test", REPO / "tools" / "comfy_client.py")
-cc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cc)
+from tests.core._client import LOAD_SAVE_INFO, load
 
-OBJECT_INFO = {
-    "LoadImage": {"input": {"required": {"image": [["a.png"], {"image_upload": True}]}},
-                  "output": ["IMAGE", "MASK"], "output_name": ["IMAGE", "MASK"], "name": "LoadImage"},
-    "SaveImage": {"input": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}]}},
-                  "output": [], "name": "SaveImage"},
-}
+cc = load("comfy_client_safety_under_test")
+
+OBJECT_INFO = LOAD_SAVE_INFO
 
 
 class FakeComfy:

@@ -7,10 +7,8 @@ foreign prompt runs; Ctrl-C in ``main``).
 The fake ComfyUI is an aiohttp server on 127.0.0.1 in a thread of its own, started per test; no ComfyUI, no torch.
 Every wait has a timeout."""
 import asyncio
-import importlib.util
 import json
 import os
-import pathlib
 import shutil
 import signal
 import ssl
@@ -23,17 +21,11 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parent.parent.parent
-_spec = importlib.util.spec_from_file_location("comfy_client_transport_under_test", REPO / "tools" / "comfy_client.py")
-cc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cc)
+from tests.core._client import LOAD_SAVE_INFO, load  # noqa: E402
 
-OBJECT_INFO = {
-    "LoadImage": {"input": {"required": {"image": [["a.png"], {"image_upload": True}]}},
-                  "output": ["IMAGE", "MASK"], "output_name": ["IMAGE", "MASK"], "name": "LoadImage"},
-    "SaveImage": {"input": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}]}},
-                  "output": [], "name": "SaveImage"},
-}
+cc = load("comfy_client_transport_under_test")
+
+OBJECT_INFO = LOAD_SAVE_INFO
 PROMPT = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
           "9": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t"}}}
 IMAGE = {"filename": "r.png", "subfolder": "", "type": "output"}
