@@ -18,13 +18,14 @@ def vae_ratio(vae) -> int:
 RATIO_BY_FORMAT = {"Flux2": 16, "Wan22": 16}
 
 
-def latent_ratio(model=None, vae=None) -> int:
+def latent_ratio(model=None, vae=None, default: int = 8) -> int:
     """Pixels per latent cell: asked of ``vae`` when one is given, else read off ``model``'s latent format
-    (:data:`RATIO_BY_FORMAT`, 8 for every other family)."""
+    (:data:`RATIO_BY_FORMAT`), else ``default`` (8, or a node's own ``downscale`` widget)."""
     if vae is not None:
         return vae_ratio(vae)
-    fmt = None if model is None else model.get_model_object("latent_format")
-    return RATIO_BY_FORMAT.get(type(fmt).__name__, 8)
+    if model is None:
+        return default
+    return RATIO_BY_FORMAT.get(type(model.get_model_object("latent_format")).__name__, default)
 
 
 def check_image(img, name: str, vae) -> None:

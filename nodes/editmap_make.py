@@ -10,7 +10,7 @@ from ..pixels_core import editmap as core
 from ..pixels_core import pixels as px
 from ._pixels import POLARITIES  # PixelsExemplar's map_polarity strings: a preview reads the map as the sampler will
 from . import _session as session
-from ._common import vae_ratio
+from ._common import latent_ratio
 from .editmap import CATEGORY, map_input, map_outputs
 
 
@@ -168,7 +168,7 @@ class PixelsMapPreview(io.ComfyNode):
         if latent is not None:
             h, w = latent["samples"].shape[-2:]
         else:
-            r = downscale if vae is None else vae_ratio(vae)
+            r = latent_ratio(vae=vae, default=downscale)
             h, w = max(1, H // r), max(1, W // r)
         small, img, rel = core.preview(m, h, w, steps, curve, gamma) if map_polarity == POLARITIES[0] else \
             core.preview(core.invert(m), h, w, steps, curve, gamma)

@@ -13,7 +13,7 @@ import comfy.utils
 from ..pixels_core import masks
 from ..pixels_core import pixels as core
 from . import _session as session
-from ._common import check_image, check_latent, decode_frames, vae_ratio
+from ._common import check_image, check_latent, decode_frames, latent_ratio
 from ._pixels import DEFAULT_BLACK_POINT, POLARITIES, encode_exemplars, make_sampler, map_to_paper
 
 CATEGORY = "PIXELS/progressive editing"
@@ -216,7 +216,7 @@ class PixelsReleaseSchedule(io.ComfyNode):
             raise ValueError("exemplars: connect at least one PIXELS Exemplar (K = 0 given)")
         checked = [masks.as_mask(e["map"], f"edit_map of exemplar {k + 1}") for k, e in enumerate(exemplars)]
         H, W = checked[0].shape[-2:]
-        r = downscale if vae is None else vae_ratio(vae)
+        r = latent_ratio(vae=vae, default=downscale)
         h, w = max(1, H // r), max(1, W // r)
         batches = {m.shape[0] for m in checked} - {1}
         if len(batches) > 1:

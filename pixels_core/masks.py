@@ -97,15 +97,16 @@ def to_frames(m: torch.Tensor, frames: int, name: str) -> torch.Tensor:
     latent frame gets the mean of its image frames' maps (the coverage rule :func:`fit` uses in space).
     """
     M = m.shape[0]
-    if M == 1:
-        return m.permute(1, 0, 2, 3)[None].expand(1, 1, frames, *m.shape[-2:])
-    if M == frames:
-        return m.permute(1, 0, 2, 3)[None]
     s = (M - 1) // (frames - 1) if frames > 1 else 0
-    if frames > 1 and s > 1 and 1 + s * (frames - 1) == M:
+    if M == 1:
+        out = m.expand(frames, *m.shape[1:])
+    elif M == frames:
+        out = m
+    elif s > 1 and 1 + s * (frames - 1) == M:
         groups = [m[:1]] + [m[1 + s * j:1 + s * (j + 1)] for j in range(frames - 1)]
         out = torch.cat([g.mean(0, keepdim=True) for g in groups])
-        return out.permute(1, 0, 2, 3)[None]
-    raise ValueError(f"{name} has {M} maps but the video latent has {frames} frames: give one map for the whole clip, "
-                     f"one per latent frame ({frames}) or one per image frame of the clip (e.g. "
-                     f"{1 + 4 * (frames - 1)} for a VAE that packs 4 frames into one, as Wan's does)")
+    else:
+        raise ValueError(f"{name} has {M} maps but the video latent has {frames} frames: give one map for the whole "
+                         f"clip, one per latent frame ({frames}) or one per image frame of the clip (e.g. "
+                         f"{1 + 4 * (frames - 1)} for a VAE that packs 4 frames into one, as Wan's does)")
+    return out.permute(1, 0, 2, 3)[None]  # (frames, 1, h, w) -> (1, 1, frames, h, w)

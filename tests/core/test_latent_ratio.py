@@ -43,3 +43,9 @@ def test_a_connected_vae_wins_over_the_format():
     assert latent_ratio(Model(SD15()), VAE(16)) == 16
     assert latent_ratio(Model(Flux2()), VAE(8)) == 8
     assert vae_ratio(VAE((4, 16, 16))) == 16  # video VAEs answer (time, height, width)
+
+
+def test_without_model_or_vae_the_nodes_own_widget_decides():
+    assert latent_ratio(default=4) == 4
+    assert latent_ratio(vae=VAE(16), default=4) == 16
+    assert latent_ratio(Model(SD15()), default=4) == 4  # a format not in the table keeps the given default
