@@ -51,9 +51,34 @@ def source_latent(model, latent: dict, name: str = "latent") -> torch.Tensor:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise ValueError(f"{name}: connect a LATENT (e.g. VAE Encode of the source image)")
     samples = latent["samples"]
-    if samples.ndim != 4:
-        raise ValueError(f"{name}: ITO works on image latents (B, C, H, W); got shape {tuple(samples.shape)}")
+    if samples.ndim != 4 and not (samples.ndim == 5 and samples.shape[2] == 1):
+        raise ValueError(f"{name}: ITO works on image latents (B, C, H, W), or a video VAE's one-frame latent "
+                         f"(B, C, 1, H, W) as Qwen-Image's; got shape {tuple(samples.shape)}")
     return check_latent(model, comfy.sample.fix_empty_latent_channels(model, samples), name)
+
+
+class _OneFrameModel:
+    """``model_k`` for ITO's image maths when the model's latents are one-frame clips: takes ``(B, C, h, w)`` and
+    gives the model ``(B, C, 1, h, w)``; every other attribute is ``model_k``'s."""
+
+    def __init__(self, model_k):
+        self.model_k = model_k
+
+    def __call__(self, x, sigma, **kwargs):
+        return self.model_k(x.unsqueeze(2), sigma, **kwargs).squeeze(2)
+
+    def __getattr__(self, name):
+        return getattr(self.model_k, name)
+
+
+def one_frame(fn):
+    """``fn`` for ``session.run`` on image latents of families whose VAE is a video VAE (Qwen-Image: VAEEncode of an
+    image is a clip of one frame, ``(B, C, 1, h, w)``): ITO's maths sees ``(B, C, h, w)``, the model its own shape."""
+    def wrapped(model_k, x0, noise, sigmas, extra_args, kind):
+        if x0.ndim != 5 or x0.shape[2] != 1:
+            return fn(model_k, x0, noise, sigmas, extra_args, kind)
+        return fn(_OneFrameModel(model_k), x0.squeeze(2), noise.squeeze(2), sigmas, extra_args, kind).unsqueeze(2)
+    return wrapped
 
 
 def mask_for(mask, latent: dict | None, samples: torch.Tensor, name: str = "mask") -> torch.Tensor | None:

@@ -15,10 +15,10 @@ import comfy.sample
 
 from ..pixels_core import ito as core
 from . import _session as session
-from ._common import check_image, check_latent, decode_frames, latent_ratio
+from ._common import check_image, decode_frames, latent_ratio
 from ._ito import (D, INVERSION_CFG_TIP, TIPS, check_strength, check_widgets, cond_inputs, edit_args,
-                   estimate_mask_in, guider, mask_for, mask_inputs, mask_sigma, mask_to_image_size, opt_inputs,
-                   schedule_inputs, seed_input, source_args, source_latent)
+                   estimate_mask_in, guider, mask_for, mask_inputs, mask_sigma, mask_to_image_size, one_frame,
+                   opt_inputs, schedule_inputs, seed_input, source_args, source_latent)
 
 CATEGORY = "PIXELS/ITO"
 
@@ -63,7 +63,7 @@ class PixelsITOEditMask(io.ComfyNode):
 
         sigma = mask_sigma(ms, mask_strength)
         session.run(guider(model, cfg, edit_positive, edit_negative, source_positive, source_negative), samples,
-                    torch.tensor([sigma, 0.0]), seed, fn)
+                    torch.tensor([sigma, 0.0]), seed, one_frame(fn))
         binary, soft = result["mask"]
         r = latent_ratio(model, vae)
         size = (samples.shape[-2] * r, samples.shape[-1] * r)
@@ -113,7 +113,8 @@ class PixelsITOGuidanceImage(io.ComfyNode):
             return core.generate_guidance(model_k, x0, sigmas, noise, edit_args(extra_args), report, mask=mm,
                                           t_u=t_u, k=k, lr=lr, param=kind)
 
-        out = session.run(guider(model, cfg, edit_positive, edit_negative), samples, sigmas, seed, fn, noise=noise)
+        out = session.run(guider(model, cfg, edit_positive, edit_negative), samples, sigmas, seed, one_frame(fn),
+                          noise=noise)
         return io.NodeOutput({"samples": out})
 
 
@@ -123,6 +124,8 @@ def _edit_fn(*, m, guidance, lam, t_u, k, lr, inversion_cfg, refine, report):
         g0 = None
         if guidance is not None:
             g0 = base.process_latent_in(guidance.to(x0.device, x0.dtype))
+            if g0.ndim == x0.ndim + 1:  # a one-frame clip latent, x0 its image (one_frame)
+                g0 = g0.squeeze(2)
         mm = None if m is None else m.to(x0.device)
         return core.edit(model_k, x0, sigmas, source_args(extra_args, inversion_cfg),
                          edit_args(extra_args), report, mask=mm, guidance=g0, lam=lam, t_u=t_u, k=k, lr=lr,
@@ -203,7 +206,7 @@ class PixelsITOSampler(io.ComfyNode):
         fn = _edit_fn(m=m, guidance=g, lam=lam, t_u=t_u, k=k, lr=lr, inversion_cfg=inversion_cfg,
                       refine=inversion_refine, report=report)
         out = session.run(guider(model, cfg, edit_positive, edit_negative, source_positive, source_negative), samples,
-                          sigmas, seed, fn)
+                          sigmas, seed, one_frame(fn))
         return io.NodeOutput({"samples": out})
 
 
@@ -239,8 +242,7 @@ class PixelsITOEdit(io.ComfyNode):
         sigmas = session.schedule(model, scheduler, steps)
         core.check_params(1.0, t_u, k, lr, steps, False)
         check_image(image, "image", vae)
-        samples = check_latent(model, comfy.sample.fix_empty_latent_channels(model, vae.encode(image[..., :3])),
-                               "vae (the image it encodes)")
+        samples = source_latent(model, {"samples": vae.encode(image[..., :3])}, "vae (the image it encodes)")
         m = mask_for(mask, None, samples)
         ms = model.get_model_object("model_sampling")
         n_mask = 0 if m is not None else mask_seeds
@@ -259,7 +261,7 @@ class PixelsITOEdit(io.ComfyNode):
                             report=shifted)(model_k, x0, noise, sigmas, extra_args, kind)
 
         out = session.run(guider(model, cfg, edit_positive, edit_negative, source_positive, source_negative), samples,
-                          sigmas, seed, fn)
+                          sigmas, seed, one_frame(fn))
         out_mask = mask_to_image_size(found["mask"].float().cpu(), image.shape[1:3])
         return io.NodeOutput(decode_frames(vae, out), {"samples": out}, out_mask)
 

@@ -23,6 +23,17 @@ element-wise passes over the latent per step. Adam is created afresh at every op
 each latent value by about ``lr`` towards lower loss, whatever the loss's overall scale), on the latent in the
 model's native scale (for EPS models the VP-scaled ``x / sqrt(1 + sigma^2)``, as in the paper's DDIM latents; flow
 latents as they are).
+
+Flow models (the paper covers SD1.5 only): the same steps on the flow state ``(1 - sigma) x0 + sigma eps`` as the
+model takes it. The VP-equivalent ``x / sqrt((1 - sigma)^2 + sigma^2)`` would shrink every step by up to 1/sqrt(2), and
+it preserved less in the known-answer tests. ``lr`` is an absolute step: Adam's first step moves each optimised value
+by exactly ``lr``, so it assumes latents of a real VAE's scale (about 1 after ``process_latent_in``). Latents 30 times
+larger need an ``lr`` 30 times larger. At flow's ``sigma_max = 1`` the top state holds no signal, so the inverted
+source trajectory carries the source in its noise part. The edit decode can then pull away from ``x_t`` by
+``(x0_hat - x0) (s - s') / s`` per step, an amount that grows as sigma falls, and shifted schedules (SD3's shift 3)
+leave their last steps at low sigma (``t_u`` = 22 of 25 stops at sigma 0.305). Preservation acts only on optimised
+steps, so ``t_u`` near ``steps`` keeps the background most exactly. The first optimised step never changes anything
+(``y_T = x_T``, so the gradient is zero).
 """
 from __future__ import annotations
 

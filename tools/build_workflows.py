@@ -25,12 +25,15 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 FOLDER = REPO / "example_workflows"
 README = "https://github.com/pixels-edit/comfyui-pixels-edit#"
 
-# Loader node type -> (its file input, the models/ folder ComfyUI reads it from)
+# Loader node type -> (its file inputs, the models/ folder ComfyUI reads them from)
 LOADERS = {
-    "CheckpointLoaderSimple": ("ckpt_name", "checkpoints"),
-    "CLIPLoader": ("clip_name", "text_encoders"),
-    "CLIPVisionLoader": ("clip_name", "clip_vision"),
-    "ControlNetLoader": ("control_net_name", "controlnet"),
+    "CheckpointLoaderSimple": (("ckpt_name",), "checkpoints"),
+    "CLIPLoader": (("clip_name",), "text_encoders"),
+    "DualCLIPLoader": (("clip_name1", "clip_name2"), "text_encoders"),
+    "CLIPVisionLoader": (("clip_name",), "clip_vision"),
+    "ControlNetLoader": (("control_net_name",), "controlnet"),
+    "UNETLoader": (("unet_name",), "diffusion_models"),
+    "VAELoader": (("vae_name",), "vae"),
 }
 
 # The model files the shipped workflows name: what they are and where to download them.
@@ -48,6 +51,53 @@ MODELS = {
         "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
         "what": "a CLIP-L text encoder that has its text projection (SD3's and Flux's clip_l; SD1.5 checkpoints do not "
                 "carry the projection)",
+    },
+    "sd_xl_base_1.0.safetensors": {
+        "url": "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+        "what": "Stable Diffusion XL base 1.0 with its two CLIP text encoders and VAE (about 7 GB; any SDXL checkpoint "
+                "works)",
+    },
+    "flux1-dev.safetensors": {
+        "url": "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors",
+        "what": "FLUX.1 [dev], the guidance-distilled diffusion model (about 24 GB; a gated download: accept the licence "
+                "on its Hugging Face page first; an fp8 copy works too)",
+    },
+    "ae.safetensors": {
+        "url": "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors",
+        "what": "the FLUX.1 VAE (16 latent channels, about 330 MB; gated like the model)",
+    },
+    "t5xxl_fp16.safetensors": {
+        "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+        "what": "the T5-XXL text encoder Flux uses (about 9.8 GB; t5xxl_fp8_e4m3fn.safetensors works in less memory)",
+    },
+    "qwen_image_fp8_e4m3fn.safetensors": {
+        "url": "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/diffusion_models/"
+               "qwen_image_fp8_e4m3fn.safetensors",
+        "what": "Qwen-Image, the diffusion model in fp8 (about 20 GB)",
+    },
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": {
+        "url": "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/"
+               "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        "what": "Qwen2.5-VL 7B, Qwen-Image's text encoder (about 9 GB)",
+    },
+    "qwen_image_vae.safetensors": {
+        "url": "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
+        "what": "the Qwen-Image VAE (about 250 MB)",
+    },
+    "wan2.1_t2v_1.3B_fp16.safetensors": {
+        "url": "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/diffusion_models/"
+               "wan2.1_t2v_1.3B_fp16.safetensors",
+        "what": "Wan 2.1 text-to-video 1.3B (about 2.8 GB; the 14B model works the same way)",
+    },
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": {
+        "url": "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/text_encoders/"
+               "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        "what": "umT5-XXL, Wan's text encoder, in fp8 (about 6.7 GB)",
+    },
+    "wan_2.1_vae.safetensors": {
+        "url": "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/vae/"
+               "wan_2.1_vae.safetensors",
+        "what": "the Wan 2.1 video VAE (8x space, 4x time, about 250 MB)",
     },
     "clip-vit-large-patch14.safetensors": {
         "url": "https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/model.safetensors",
@@ -86,6 +136,33 @@ ABOUT = {
         "map is dark (black right quarter, grey ramp, white left quarter keeps the source), all in PIXELS "
         "Progressive Edit; the release schedule is saved too.",
         "pixels-progressive-exemplar-editing"),
+    "pixels_flux1": (
+        "PIXELS on Flux.1 dev",
+        "PIXELS progressive exemplar editing on Flux.1 dev (guidance-distilled: Flux Guidance 3.5 on the prompt, CFG "
+        "1, the negative zeroed): the beach exemplar comes in where the edit map is dark, greys are released part-way, "
+        "white keeps the source; source and exemplar scaled to 1024 px.",
+        "pixels-progressive-exemplar-editing"),
+    "pixels_place_segments": (
+        "PIXELS with a placed exemplar and a segmentation map (SD1.5)",
+        "Two exemplars from two new map sources: PIXELS Place Exemplar puts the exemplar into the sky (centre 0.2, "
+        "0.2, scale 0.35, rotated 15 degrees, 24 px feather) and gives the matching edit map; PIXELS Map From "
+        "Segments turns the drawn mask (a batch of one mask, as segmentation nodes give them) into a map with a grey "
+        "level per segment (0.0 for the mask, 1.0 elsewhere) and 32 px soft edges. Both exemplars go into one "
+        "PIXELS Progressive Edit pass. Saves the edit, the placed composite and the segment map's preview.",
+        "maps-from-segmentations-and-placed-exemplars"),
+    "pixels_sdxl": (
+        "PIXELS on SDXL",
+        "PIXELS progressive exemplar editing on SDXL base with the all-in-one node (dpmpp_2m karras, 30 steps): the "
+        "beach exemplar comes in where the edit map is dark; source and exemplar scaled to 1024 px. The release "
+        "schedule is drawn on the VAE's latent grid.",
+        "pixels-progressive-exemplar-editing"),
+    "pixels_wan_video": (
+        "PIXELS on a Wan 2.1 video clip",
+        "PIXELS on a clip: 17 frames (the still source repeated: replace Repeat Image Batch by your video loader) "
+        "edited in one pass by Wan 2.1 T2V, one edit map for every frame (a MASK batch of 17 maps, or of 5, one per "
+        "latent frame, edits frame by frame). The beach exemplar clip comes in where the map is dark; the frames are "
+        "saved as images.",
+        "video-latents-wan-2x-and-other-3-d-latent-formats"),
     "pixels_map_from_mask": (
         "PIXELS map from a drawn mask (SD1.5)",
         "An edit map built from a drawn mask (Grow 8 px, smooth 48 px Falloff) combined with a gentle ramp (Levels), "
@@ -109,6 +186,17 @@ ABOUT = {
         "A sync-SDE edit with the all-in-one node: the source and target trajectories share their noise, so only "
         "what the prompt change asks for changes (\"green meadow\" to \"snowy meadow\").",
         "sync-sde-text-edits-that-change-only-what-the-prompt-change-asks-for"),
+    "syncsde_flux1": (
+        "sync-SDE text edit (Flux.1 dev)",
+        "The sync-SDE edit on Flux.1 dev, the family the sync-SDE authors ship: both prompts through Flux Guidance "
+        "3.5, CFG 1 on both branches, the source and target trajectories on one shared noise (\"green meadow\" to "
+        "\"snowy meadow\", 28 steps from step 4).",
+        "sync-sde-text-edits-that-change-only-what-the-prompt-change-asks-for"),
+    "syncsde_qwen_image": (
+        "sync-SDE text edit (Qwen-Image)",
+        "The sync-SDE edit on Qwen-Image (Model Sampling AuraFlow shift 3.1, true CFG 2.5 on both branches, 20 steps "
+        "from step 3): \"green meadow\" to \"snowy meadow\", the rest of the picture kept by the shared noise.",
+        "sync-sde-text-edits-that-change-only-what-the-prompt-change-asks-for"),
     "syncsde_sd3": (
         "sync-SDE text edit (SD3)",
         "The sync-SDE edit on SD3 with PIXELS Sync-SDE Guider and Sampler in SamplerCustomAdvanced (source prompt to "
@@ -126,8 +214,8 @@ def needed_models(api: dict) -> list[tuple[str, str, str]]:
     for nid in sorted(api, key=int):
         node = api[nid]
         if node["class_type"] in LOADERS:
-            key, folder = LOADERS[node["class_type"]]
-            out.append((nid, node["inputs"][key], folder))
+            keys, folder = LOADERS[node["class_type"]]
+            out += [(nid, node["inputs"][key], folder) for key in keys]
     return out
 
 
@@ -153,11 +241,12 @@ def note_text(name: str, api: dict) -> str:
 def add_template_info(ui: dict, name: str, api: dict) -> dict:
     """The UI workflow with its MarkdownNote (left of the graph) and the loaders' ``properties.models``."""
     ui = json.loads(json.dumps(ui))
-    files = {nid: (file, folder) for nid, file, folder in needed_models(api)}
+    files = {}
+    for nid, file, folder in needed_models(api):
+        files.setdefault(nid, []).append({"name": file, "url": MODELS[file]["url"], "directory": folder})
     for node in ui["nodes"]:
         if str(node["id"]) in files:
-            file, folder = files[str(node["id"])]
-            node["properties"]["models"] = [{"name": file, "url": MODELS[file]["url"], "directory": folder}]
+            node["properties"]["models"] = files[str(node["id"])]
     text = note_text(name, api)
     chars_per_line = 62
     shown = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # a link shows only its text

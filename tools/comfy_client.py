@@ -339,6 +339,11 @@ class Client:
         except ServerError as e:
             raise WorkflowError(_validation_text(e.body)) from None
         self.last_prompt_id = str(out.get("prompt_id") or pid)
+        if out.get("node_errors"):  # ComfyUI runs the outputs that validate and drops the rest without a word
+            await self._ainterrupt(s, self.last_prompt_id)
+            raise WorkflowError(_validation_text(json.dumps({"error": {"message": "some outputs of the prompt failed "
+                                                                       "validation; it was stopped"},
+                                                             "node_errors": out["node_errors"]}).encode()))
         return self.last_prompt_id
 
     def queue(self, prompt: dict) -> str:

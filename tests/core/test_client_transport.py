@@ -49,6 +49,7 @@ class FakeAio:
         self.history, self.running, self.pending = {}, [], []
         self.history_requests = 0
         self.delay = {}  # path -> seconds to sleep before answering
+        self.node_errors = {}  # what /prompt answers with: outputs that failed validation (the rest still runs)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -100,7 +101,7 @@ class FakeAio:
         pid = body.setdefault("prompt_id", f"p{len(self.prompts) + 1}")
         self.prompts.append(body)
         self.running.append(pid)
-        return web.json_response({"prompt_id": pid, "number": len(self.prompts), "node_errors": {}})
+        return web.json_response({"prompt_id": pid, "number": len(self.prompts), "node_errors": self.node_errors})
 
     def finish(self, pid, status="success"):
         self.history[pid] = {"outputs": {"9": {"images": [IMAGE]}} if status == "success" else {},
@@ -316,6 +317,21 @@ def test_a_run_longer_than_the_request_timeout_keeps_its_websocket(fake):
     outputs, events = client.run_watched(PROMPT)
     assert outputs == {"9": {"images": [IMAGE]}} and len(server.ws_clients) == 1
     assert [e["data"]["value"] for e in events if e["type"] == "progress"] == [0, 1, 2, 3]
+
+
+def test_a_prompt_with_some_outputs_refused_is_stopped_and_named(fake):
+    """ComfyUI queues a prompt whose other outputs validate and drops the refused ones without a word: the client
+    stops that prompt (it is running here, so it is interrupted by id) and raises with ComfyUI's validation text."""
+    f = fake()
+    f.node_errors = {"7": {"class_type": "SaveImage", "errors": [
+        {"message": "Required input is missing", "details": "images"}]}}
+    client = fast_client(f.url)
+    with pytest.raises(cc.WorkflowError) as err:
+        client.run(PROMPT, timeout=10)
+    text = str(err.value)
+    assert "some outputs of the prompt failed validation" in text
+    assert "node 7 (SaveImage): Required input is missing: images" in text
+    assert f.interrupts == [{"prompt_id": f.prompts[0]["prompt_id"]}]
 
 
 def test_an_interrupted_prompt_raises_workflow_error(fake):

@@ -562,3 +562,108 @@ def test_edit_inverts_guidance_with_guidance_args():
     model.forward = spy
     ito.edit(model, src, sig, SRC, EDIT, mask=r, guidance=src, lam=0.5, t_u=2, guidance_args={"cond": "gi"})
     assert seen == ["src"] * 6 + ["gi"] * 6 + ["edit"] * 6
+
+
+# ------------------------------------------------------------------------------------------------ flow, SD3's schedule
+# SD3's schedule in ComfyUI ("normal" on ModelSamplingDiscreteFlow, shift 3): sigma_max exactly 1, most steps at
+# high noise. With sigma_max = 1 the top state holds no signal, so the exact DDIM inversion of a clean latent carries
+# the source in its noise part: for an exact denoiser the inverted source trajectory is x_t = x_0 at every level,
+# its noise estimate the source itself (EPS: the same x_t = x_0, with noise estimate 0).
+
+def comfy_flow_schedule(n, shift=3.0):
+    """ComfyUI's "normal" scheduler on a flow model with ``shift``: sigma = shift t / (1 + (shift - 1) t) at
+    ``n`` timesteps from 1 down to the model's sigma_min (t = 0.001), then 0."""
+    f = lambda t: shift * t / (1 + (shift - 1) * t)  # noqa: E731
+    return torch.cat([f(torch.linspace(1.0, f(torch.tensor(0.001)), n)), torch.zeros(1)])
+
+
+def flow_scene(scale=1.0, seed=0, c=16):
+    """SD3-like (16 channels) per-pixel sets at ``scale`` times a unit latent: the source set is the source and two
+    other images; the edit set is the target (the source outside R, another image inside) and two images far from
+    both (twice the spread), so that without preservation part of the background changes."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(3, c, H, H, generator=g)
+    r = torch.zeros(1, 1, H, H)
+    r[..., 4:12, 8:] = 1
+    tgt = a[:1] * (1 - r) + torch.randn(1, c, H, H, generator=g) * r
+    b = torch.cat([tgt, 2.0 * torch.randn(2, c, H, H, generator=g)]) * scale
+    a = a * scale
+    model = Switch(src=FiniteSetDenoiser(a, "flow", per_pixel=True), edit=FiniteSetDenoiser(b, "flow", per_pixel=True))
+    return model, a[:1], b, r
+
+
+def test_comfy_flow_schedule_is_sd3s():
+    sig = comfy_flow_schedule(25)
+    assert len(sig) == 26 and float(sig[0]) == 1.0 and float(sig[-1]) == 0.0
+    assert abs(float(sig[1]) - 0.9858) < 1e-3 and abs(float(sig[22]) - 0.2203) < 1e-3  # t_u = 22 stops at 0.305
+
+
+@pytest.mark.parametrize("t_u", [22, 25])
+def test_flow_shifted_schedule_preservation_holds_the_background_the_plain_decode_changes(t_u):
+    """The host's SD3 case in the core: lambda = 1, mask on R, ComfyUI's shifted schedule, unit-scale latents."""
+    model, src, b, r = flow_scene()
+    sig = comfy_flow_schedule(25)
+    traj = inv.invert(model, src, sig, SRC, param="flow")
+    assert (ito.sample_ito(model, traj[0], sig, SRC, source_traj=traj, lam=1.0, t_u=0, param="flow")
+            - src).abs().max() < 1e-4  # the inversion is exact: the source condition gives the source back
+    plain = ito.sample_ito(model, traj[0], sig, EDIT, source_traj=traj, lam=1.0, t_u=0, param="flow")
+    y = ito.sample_ito(model, traj[0], sig, EDIT, source_traj=traj, mask=r, lam=1.0, t_u=t_u, param="flow")
+    outside = 1 - r
+    assert ((plain - src).abs() * outside).max() > 2.0  # the edit condition alone changes the background
+    assert ((y - src).abs() * outside).max() < 1e-3  # preservation keeps it
+    nearest = (y.unsqueeze(1) - b.unsqueeze(0)).norm(dim=2).min(1).values
+    assert (nearest * r[0]).max() < 1e-3  # inside R: values of the edit set
+    assert ((y - src).abs() * r).sum() / (16 * r.sum()) > 0.3
+
+
+def test_flow_inverted_trajectory_carries_the_source_as_its_noise():
+    """Why flow differs from EPS with an exact denoiser: both inverted trajectories stay at x_0, but in flow that
+    state means noise = x_0, and an image aligned with the source but larger explains it better than the source.
+    The edit decode then pulls away from x_t (by (x0_hat - x_0) (s - s') / s a step, growing as sigma falls) and ITO,
+    whose Adam step moves each value by lr = 0.1, holds only what it can catch."""
+    g = torch.Generator().manual_seed(3)
+    src = torch.randn(1, 16, H, H, generator=g)
+    others = torch.randn(2, 16, H, H, generator=g)
+    aligned = 1.5 * src + 0.5 * torch.randn(1, 16, H, H, generator=g)
+    for kind, sig, level in (("flow", comfy_flow_schedule(25), 18), ("eps", schedule(25, "eps"), 18)):
+        model = Switch(src=FiniteSetDenoiser(torch.cat([src, others]), kind, per_pixel=True),
+                       edit=FiniteSetDenoiser(torch.cat([src, aligned, others[:1]]), kind, per_pixel=True))
+        traj = inv.invert(model, src, sig, SRC, param=kind)
+        s = float(sig[level])
+        assert torch.allclose(traj[level], src, atol=1e-4)  # x_t = x_0 in both parameterisations
+        p = ito._param(kind)
+        eps = (traj[level] - p.alpha(s, src) * src) / s
+        denoised = model(traj[level], torch.tensor([s]), **EDIT)
+        if kind == "flow":
+            assert torch.allclose(eps, src, atol=1e-3)  # the noise part is the source itself
+            # the edit set's posterior at the source trajectory prefers the larger aligned image over the source
+            assert (denoised - aligned).abs().mean() < (denoised - src).abs().mean()
+        else:
+            assert eps.abs().max() < 1e-3  # noise 0: the source is the nearest point, the edit keeps it
+            assert (denoised - src).abs().max() < 1e-3
+
+
+def test_flow_lr_is_an_absolute_step_for_unit_scale_latents():
+    """The host's SD3 case at latent factor 20 (model-space latents of mean |x| about 30): Adam's step moves each
+    value by lr whatever the loss, so lr = 0.1 cannot move latents 30 times a real VAE's enough to change any cell's
+    outcome: the result is bit for bit the plain decode, though ITO did change the intermediate states. An lr 30 times
+    larger on the 30 times larger latents holds the background again."""
+    model, src, _, r = flow_scene(scale=30.0)
+    sig = comfy_flow_schedule(25)
+    traj = inv.invert(model, src, sig, SRC, param="flow")
+
+    def run(**kw):
+        xs = []
+        y = ito.sample_ito(model, traj[0], sig, EDIT, callback=lambda d: xs.append(d["x"]), source_traj=traj,
+                           mask=r, lam=1.0, param="flow", **kw)
+        return y, xs
+
+    plain, xs_plain = run(t_u=0)
+    y, xs = run(t_u=22, lr=0.1)
+    outside = 1 - r
+    assert ((plain - src).abs() * outside).max() > 2.0 * 30
+    assert torch.equal(xs[0], xs_plain[0])  # step 0: y_T = x_T, zero gradient, Adam leaves it
+    assert max(float((a - q).abs().max()) for a, q in zip(xs[1:22], xs_plain[1:22])) > 0.05  # ITO acted ...
+    assert torch.equal(y, plain)  # ... but changed no cell's outcome
+    y30, _ = run(t_u=22, lr=3.0)
+    assert ((y30 - src).abs() * outside).max() < 1e-3 * 30

@@ -182,7 +182,7 @@ def test_packed_archive_contents():
     leaked = sorted(f for f in packed
                     if f.split("/")[0] in ("tests", "benchmarks", ".ci", ".github")
                     or re.fullmatch(r"docs/[^/]+\.py", f)
-                    or (f.startswith("tools/") and f != "tools/comfy_client.py"))
+                    or (f.startswith("tools/") and f not in ("tools/comfy_client.py", "tools/comfy_batch.py")))
     assert not leaked, f"shipped but should not be: {leaked[:10]}"
     needed = {"__init__.py", "pyproject.toml", "requirements.txt", "README.md", "LICENSE", "web/icon.png",
               "tools/comfy_client.py", "nodes/__init__.py", "pixels_core/__init__.py"}
@@ -191,10 +191,12 @@ def test_packed_archive_contents():
         needed |= {p.relative_to(REPO).as_posix() for p in (REPO / folder).rglob("*") if p.is_file()}
     needed |= {p.relative_to(REPO).as_posix() for p in (REPO / "docs" / "images").glob("*.png")}
     assert not needed - packed, f"missing from the archive: {sorted(needed - packed)[:10]}"
-    siblings = {p.stem for p in (REPO / "tools").glob("*.py")} - {"comfy_client"}
-    client = (REPO / "tools" / "comfy_client.py").read_text(encoding="utf-8")
-    used = set(re.findall(r"^\s*(?:from|import) (\w+)", client, re.M)) & siblings
-    assert not used, f"the shipped client imports tools the archive leaves out: {sorted(used)}"
+    shipped = {"comfy_client", "comfy_batch"}
+    siblings = {p.stem for p in (REPO / "tools").glob("*.py")} - shipped
+    for name in sorted(shipped):
+        client = (REPO / "tools" / f"{name}.py").read_text(encoding="utf-8")
+        used = set(re.findall(r"^\s*(?:from|import) (\w+)", client, re.M)) & siblings
+        assert not used, f"the shipped {name}.py imports tools the archive leaves out: {sorted(used)}"
 
 
 # ---------------------------------------------------------------------------------------------- help pages

@@ -22,28 +22,36 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 
-def build_wan21_t2v(path) -> None:
+def build_wan_t2v(path, seed: int, channels: int = 16) -> None:
+    """A one-block ``WanModel`` T2V (dim 128: one head) with ``channels`` latent channels in and out."""
     import torch
 
     import comfy.ops
     from comfy.ldm.wan.model import WanModel
     from tiny_models import random_state
     with torch.device("meta"):
-        net = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=128, ffn_dim=256, freq_dim=256,
-                       text_dim=4096, out_dim=16, num_heads=1, num_layers=1, image_model="wan2.1",
+        net = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=channels, dim=128, ffn_dim=256, freq_dim=256,
+                       text_dim=4096, out_dim=channels, num_heads=1, num_layers=1, image_model="wan2.1",
                        operations=comfy.ops.disable_weight_init)
-    save_file(random_state(net, 2101, ""), str(path))
+    save_file(random_state(net, seed, ""), str(path))
 
 
-def build_wan21_vae(path) -> None:
+def build_wan_vae(path, seed: int, z_dim: int = 16, wan22: bool = False) -> None:
+    """A Wan causal video VAE of base width 16: Wan 2.1's (``comfy.ldm.wan.vae``, also Qwen-Image's) or Wan 2.2's
+    (``vae2_2``, 16x space)."""
     import torch
 
-    from comfy.ldm.wan.vae import WanVAE
     from tiny_models import random_state
+    if wan22:
+        from comfy.ldm.wan.vae2_2 import WanVAE
+        widths = {"dim": 16, "dec_dim": 16}
+    else:
+        from comfy.ldm.wan.vae import WanVAE
+        widths = {"dim": 16}
     with torch.device("meta"):
-        vae = WanVAE(dim=16, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+        vae = WanVAE(**widths, z_dim=z_dim, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
                      temperal_downsample=[False, True, True], dropout=0.0)
-    sd = random_state(vae, 2102, "")
+    sd = random_state(vae, seed, "")
     # normal(0, 0.02) through the whole encoder leaves latents of about 5e-4; scaling the last 1x1 conv (the one
     # that makes the mean and log-variance) brings them to about 0.5, the order of a real VAE's, so the latent
     # format's shift and scale do not swamp the source's and exemplars' differences
@@ -51,5 +59,5 @@ def build_wan21_vae(path) -> None:
     save_file(sd, str(path))
 
 
-MODELS = {"diffusion_models/wan2.1_t2v_tiny.safetensors": build_wan21_t2v,
-          "vae/wan2.1_vae_tiny.safetensors": build_wan21_vae}
+MODELS = {"diffusion_models/wan2.1_t2v_tiny.safetensors": lambda path: build_wan_t2v(path, 2101),
+          "vae/wan2.1_vae_tiny.safetensors": lambda path: build_wan_vae(path, 2102)}

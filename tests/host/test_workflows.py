@@ -1,6 +1,7 @@
 """Every example workflow (``example_workflows/``, ComfyUI's folder for custom-node templates): its UI-format twin
 matches the API format, ComfyUI's templates route lists it and serves it with its thumbnail, and it runs headless
 from its bundled inputs with images out, a progress bar that runs to its end and latent previews on the websocket."""
+import importlib.util
 import io
 import json
 import pathlib
@@ -19,9 +20,83 @@ INPUTS = EXAMPLES / "inputs"
 PACK = "comfyui-pixels-edit"  # the pack's folder name in custom_nodes (conftest): the templates' module name
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # frontend-only: never queued
 SIZE = 64  # tiny models, tiny images
-# Fewer steps where one step costs minutes on a CPU: OIG's guided step runs a full-size CLIP ViT-L forward and
-# backward (the smallest vision tower ComfyUI's loader accepts). The full step count runs in tests/host/test_oig.py.
-FEWER_STEPS = {"oig_text_edit": {("BasicScheduler", "steps"): 3}}
+# Fewer steps where one step costs minutes on a CPU (and other widgets a 64 px picture needs): OIG's guided step runs
+# a full-size CLIP ViT-L forward and backward (the smallest vision tower ComfyUI's loader accepts). The full step count runs in tests/host/test_oig.py.
+FEWER_STEPS = {"oig_text_edit": {("BasicScheduler", "steps"): 3},
+               # at 64 px the shipped placement (a cut-out 0.35 of the frame, rotated, its mask scaled down with
+               # the pictures) covers no whole 8 px latent cell: larger, and near-black counts as black
+               "pixels_place_segments": {("PixelsPlaceExemplar", "scale"): 0.6, ("PixelsPlaceExemplar", "x"): 0.25,
+                                         ("PixelsPlaceExemplar", "y"): 0.25, ("PixelsExemplar", "black_point"): 0.1}}
+# Widgets in pixels of the bundled 512 px pictures, scaled with them (a 24 px feather would cover a 64 px placement)
+PIXEL_WIDGETS = {("PixelsPlaceExemplar", "feather"), ("PixelsMapFromSegments", "edge_width")}
+
+# Released model files the shipped workflows name -> the tiny test model in the same layout (tests/host/models_*.py).
+TINY_FILES = {"wan2.1_t2v_1.3B_fp16.safetensors": "wan2.1_t2v_tiny.safetensors",
+              "wan_2.1_vae.safetensors": "wan2.1_vae_tiny.safetensors"}
+# Text encoders that cannot be made tiny (T5-XXL, Qwen2.5-VL, umT5-XXL): their loader becomes PixelsTestCLIPLoader,
+# a CLIP stand-in with the encoder's output shapes; the workflow's own CLIP Text Encode nodes run on it unchanged.
+ENCODER_BY_TYPE = {"flux": "flux (CLIP-L + T5-XXL)", "qwen_image": "qwen_image (Qwen2.5-VL 7B)",
+                   "wan": "wan (umT5-XXL)"}
+# Checkpoints whose config ComfyUI fixes (a tiny one cannot be detected): node -> the stand-ins of its outputs
+CHECKPOINT_STAND_INS = {"sd_xl_base_1.0.safetensors": lambda nid: [  # tests/host/test_nodes/sdxl.py, models_sdxl.py
+    (f"{nid}001", {"class_type": "PixelsTestSDXLLoader", "inputs": {"unet_name": "sdxl_tiny_unet.safetensors"}}),
+    (f"{nid}002", {"class_type": "PixelsTestCLIPLoader", "inputs": {"encoder": "sdxl (CLIP-L + OpenCLIP-bigG)"}}),
+    (f"{nid}003", {"class_type": "VAELoader", "inputs": {"vae_name": "sdxl_taesd_tiny.safetensors"}})]}
+# Models whose widths or head counts ComfyUI fixes at the released ones (a tiny file cannot go through the stock
+# loader): (loader, file) -> the test-only loader that reads them from the weights (tests/host/test_nodes/flux.py,
+# qwen.py) and its extra inputs; same file input, same output
+LOADER_STAND_INS = {("UNETLoader", "flux1-dev.safetensors"): ("PixelsTestTinyDiTLoader", {"family": "flux"}),
+                    ("UNETLoader", "qwen_image_fp8_e4m3fn.safetensors"): ("PixelsTestQwenImageLoader", {}),
+                    ("VAELoader", "qwen_image_vae.safetensors"): ("PixelsTestWanVAELoader", {}),
+                    ("VAELoader", "wan2.1_vae_tiny.safetensors"): ("PixelsTestWanVAELoader", {})}
+# The family each workflow needs (a spec of tests/host/families/): skipped where this ComfyUI lacks it
+WORKFLOW_FAMILY = {"pixels_flux1": "flux1", "syncsde_flux1": "flux1", "pixels_sdxl": "sdxl",
+                   "syncsde_qwen_image": "qwen_image", "pixels_wan_video": "wan21"}
+
+
+def _families() -> dict:
+    spec = importlib.util.spec_from_file_location("pixels_test_families", REPO / "tests" / "host" / "test_families.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return {f["id"]: f for f in mod.FAMILIES}
+
+
+def skip_missing_family(comfy, name: str) -> None:
+    fam = WORKFLOW_FAMILY.get(name)
+    if fam:
+        reason = _families()[fam]["skip"](comfy.object_info())
+        if reason:
+            pytest.skip(f"{name} needs {fam}: {reason}")
+
+
+def stand_ins(api: dict) -> dict:
+    """The same graph on the tiny test models: released file names -> tiny files, big text-encoder loaders -> the
+    CLIP stand-in, fixed-config checkpoints -> their stand-in loaders (links to their outputs rewired)."""
+    out = json.loads(json.dumps(api))
+    rewire = {}
+    for nid, node in api.items():
+        ins = out[nid]["inputs"]
+        for key, value in ins.items():
+            if isinstance(value, str) and value in TINY_FILES:
+                ins[key] = TINY_FILES[value]
+        if node["class_type"] in ("CLIPLoader", "DualCLIPLoader") and node["inputs"].get("type") in ENCODER_BY_TYPE:
+            out[nid] = {"class_type": "PixelsTestCLIPLoader",
+                        "inputs": {"encoder": ENCODER_BY_TYPE[node["inputs"]["type"]]}}
+        field = {"UNETLoader": "unet_name", "VAELoader": "vae_name"}.get(node["class_type"])
+        if field and (node["class_type"], ins[field]) in LOADER_STAND_INS:
+            cls, extra = LOADER_STAND_INS[(node["class_type"], ins[field])]
+            out[nid] = {"class_type": cls, "inputs": {field: ins[field], **extra}}
+        make = CHECKPOINT_STAND_INS.get(node["inputs"].get("ckpt_name"))
+        if node["class_type"] == "CheckpointLoaderSimple" and make:
+            del out[nid]
+            for slot, (sid, stand_in) in enumerate(make(nid)):
+                out[sid] = stand_in
+                rewire[(nid, slot)] = [sid, 0]
+    for node in out.values():
+        for key, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and tuple(value) in rewire:
+                node["inputs"][key] = rewire[tuple(value)]
+    return out
 
 
 def _scale(api: dict, nid: str, image: list) -> list:
@@ -31,8 +106,9 @@ def _scale(api: dict, nid: str, image: list) -> list:
 
 
 def shrink(api: dict, name: str = "") -> dict:
-    """The same graph at 64 px: every width/height widget set to 64, and each bundled picture (512 px, from a
-    PixelsLoadExample) scaled to 64 px between the loader and what it feeds (new nodes get ids from 1000 up)."""
+    """The same graph at 64 px: every width/height widget set to 64, each bundled picture (512 px, from a
+    PixelsLoadExample) scaled to 64 px between the loader and what it feeds (new nodes get ids from 1000 up), and the
+    widgets in pixels of those pictures (``PIXEL_WIDGETS``) scaled with them."""
     out = json.loads(json.dumps(api))
     used = {tuple(v) for n in out.values() for v in n["inputs"].values() if isinstance(v, list) and len(v) == 2}
     scaled = {}
@@ -52,6 +128,8 @@ def shrink(api: dict, name: str = "") -> dict:
         for key in ("width", "height"):
             if isinstance(node["inputs"].get(key), int):
                 node["inputs"][key] = SIZE
+        for key in [k for c, k in PIXEL_WIDGETS if c == node["class_type"]]:
+            node["inputs"][key] = node["inputs"][key] * SIZE / 512
         for (cls, key), value in FEWER_STEPS.get(name, {}).items():
             if node["class_type"] == cls:
                 node["inputs"][key] = value
@@ -120,7 +198,8 @@ def test_workflow_runs_headless(comfy, path):
     for nid, n in api.items():
         if n["class_type"] == "PixelsLoadExample":
             assert (INPUTS / n["inputs"]["image"]).exists(), f"{path.name} node {nid}: {n['inputs']['image']} not bundled"
-    api = shrink(api, path.stem)
+    skip_missing_family(comfy, path.stem)
+    api = stand_ins(shrink(api, path.stem))
     comfy_client.set_seed(api, 1000 + API.index(path))  # a seed of its own: no cached result
     outputs, events = comfy.run_watched(api)
     progress = [e["data"] for e in events if e["type"] == "progress"]
@@ -135,6 +214,14 @@ def test_workflow_runs_headless(comfy, path):
         assert im.size[0] > 0 and im.size[1] > 0
 
 
+def picture_loader(api: dict, nid: str) -> str:
+    """The PixelsLoadExample an image input comes from, through the image nodes between (scale, repeat, place)."""
+    while api[nid]["class_type"] != "PixelsLoadExample":
+        ins = api[nid]["inputs"]
+        nid = (ins.get("image") or ins["exemplar"])[0]
+    return nid
+
+
 PIXELS_WORKFLOWS = [p for p in API if any(n["class_type"] == "PixelsExemplar" for n in json.loads(p.read_text()).values())]
 SAMPLING = {"PixelsProgressiveEdit", "SamplerCustomAdvanced"}
 OTHER_EXEMPLAR = {"pixels_exemplar.png": "pixels_exemplar2.png", "pixels_exemplar2.png": "pixels_exemplar.png"}
@@ -143,10 +230,12 @@ OTHER_EXEMPLAR = {"pixels_exemplar.png": "pixels_exemplar2.png", "pixels_exempla
 @pytest.mark.parametrize("path", PIXELS_WORKFLOWS, ids=[p.stem for p in PIXELS_WORKFLOWS])
 def test_pixels_workflow_output_follows_its_exemplar(comfy, path):
     """Each shipped PIXELS workflow demonstrates its exemplar: another exemplar image gives another edit."""
+    skip_missing_family(comfy, path.stem)
     shipped = json.loads(path.read_text())
-    api = shrink(shipped, path.stem)
+    api = stand_ins(shrink(shipped, path.stem))
     comfy_client.set_seed(api, 2000 + API.index(path))
-    loaders = {n["inputs"]["exemplar"][0] for n in shipped.values() if n["class_type"] == "PixelsExemplar"}
+    loaders = {picture_loader(shipped, n["inputs"]["exemplar"][0]) for n in shipped.values()
+               if n["class_type"] == "PixelsExemplar"}
     samplers = [k for k, n in api.items() if n["class_type"] in SAMPLING]
     assert loaders and samplers
     for k in samplers:  # compare latents: the tiny random VAE decodes small latent changes to the same 8-bit image

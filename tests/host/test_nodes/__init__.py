@@ -6,6 +6,8 @@ of a small set of latents (equally likely points), so the real samplers, schedul
 by the row's text conditioning (nearest of ``cond_a`` / ``cond_b``), so a prompt change has a known target.
 
 With one latent in a set the posterior mean is that latent at every noise level (a model that "predicts X everywhere").
+With ``per_cell`` every latent cell is its own posterior over the set's vectors at that cell (the per-pixel finite-set
+denoiser of the core tests), so what a sampler does to one region cannot change another's answer.
 
 ``PixelsTestMask`` makes a MASK of any constant value, NaN included (ComfyUI's SolidMask cannot), optionally with
 another value on the right part of the width, and
@@ -16,9 +18,11 @@ from __future__ import annotations
 import torch
 
 
-def posterior_mean(x: torch.Tensor, sigma: torch.Tensor, points: torch.Tensor, ms) -> torch.Tensor:
+def posterior_mean(x: torch.Tensor, sigma: torch.Tensor, points: torch.Tensor, ms,
+                   per_cell: bool = False) -> torch.Tensor:
     """Exact E[x0 | x_sigma = x] for x0 uniform over ``points`` (K, ...), noise added as the model family does
-    (``ms.noise_scaling``: VE ``x0 + s eps`` or flow ``(1-s) x0 + s eps``). ``x`` (B, ...), ``sigma`` (B,)."""
+    (``ms.noise_scaling``: VE ``x0 + s eps`` or flow ``(1-s) x0 + s eps``). ``x`` (B, ...), ``sigma`` (B,).
+    ``per_cell``: every latent cell (its channel vector) on its own, uniform over the K points' vectors there."""
     b = x.shape[0]
     pts = points.to(x.device, torch.float64)
     out = []
@@ -27,10 +31,10 @@ def posterior_mean(x: torch.Tensor, sigma: torch.Tensor, points: torch.Tensor, m
         zero = torch.zeros_like(pts)
         mean = ms.noise_scaling(s.reshape(1), zero, pts) if hasattr(ms, "noise_scaling") else pts
         # squared distance of x to each scaled point, over the noise variance s^2
-        d2 = ((x[r].to(torch.float64)[None] - mean) ** 2).reshape(pts.shape[0], -1).sum(-1)
-        logw = -d2 / (2.0 * s * s)
-        w = torch.softmax(logw, dim=0)
-        out.append((w.reshape(-1, *([1] * (pts.ndim - 1))) * pts).sum(0))
+        sq = (x[r].to(torch.float64)[None] - mean) ** 2
+        d2 = sq.sum(1, keepdim=True) if per_cell else sq.reshape(pts.shape[0], -1).sum(-1)
+        w = torch.softmax(-d2 / (2.0 * s * s), dim=0)
+        out.append((w.reshape(*w.shape, *([1] * (pts.ndim - w.ndim))) * pts).sum(0))
     return torch.stack(out).to(x.dtype)
 
 
@@ -42,13 +46,14 @@ class PixelsTestKnownAnswer:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model": ("MODEL",), "set_a": ("LATENT",)},
-                "optional": {"cond_a": ("CONDITIONING",), "set_b": ("LATENT",), "cond_b": ("CONDITIONING",)}}
+                "optional": {"cond_a": ("CONDITIONING",), "set_b": ("LATENT",), "cond_b": ("CONDITIONING",),
+                             "per_cell": ("BOOLEAN", {"default": False})}}
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
     CATEGORY = "PIXELS/testing"
 
-    def patch(self, model, set_a, cond_a=None, set_b=None, cond_b=None):
+    def patch(self, model, set_a, cond_a=None, set_b=None, cond_b=None, per_cell=False):
         sets = [set_a["samples"].clone()]
         refs = [None if cond_a is None else _feature(cond_a[0][0])[0]]
         if set_b is not None:
@@ -73,7 +78,7 @@ class PixelsTestKnownAnswer:
                 if not rows:
                     continue
                 p = base.process_latent_in(pts.to(x.device, torch.float32))
-                out[rows] = posterior_mean(x[rows], sigma[rows], p, ms)
+                out[rows] = posterior_mean(x[rows], sigma[rows], p, ms, per_cell)
             return out
 
         m.set_model_unet_function_wrapper(wrapper)

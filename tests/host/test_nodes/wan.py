@@ -1,8 +1,9 @@
 """Test-only nodes for the video host tests (merged into ``pixels-test-nodes`` by ``__init__.py``; never part of
 the pack).
 
-``PixelsTestConditioning`` stands in for umT5-XXL (which cannot be made tiny): a CONDITIONING
-``[[(1, tokens, dim), {}]]`` drawn from a seed made of the text, so two prompts give two different conditionings
+``PixelsTestConditioning`` stands in for text encoders that cannot be made tiny (umT5-XXL, T5-XXL, Qwen, Mistral,
+OpenCLIP): a CONDITIONING ``[[(1, tokens, dim), {"pooled_output": (1, pooled)}]]`` (no pooled output when
+``pooled`` is 0) drawn from a seed made of the text, so two prompts give two different conditionings
 and one prompt always the same. ``PixelsTestFrames`` makes a clip of ``frames`` smooth random image frames
 (IMAGE ``(frames, H, W, 3)``) from a seed, and ``PixelsTestMaskBatch`` stacks MASKs into one batch (one map per frame).
 """
@@ -18,15 +19,17 @@ class PixelsTestConditioning:
     def INPUT_TYPES(cls):
         return {"required": {"text": ("STRING", {"default": ""}),
                              "tokens": ("INT", {"default": 8, "min": 1, "max": 512}),
-                             "dim": ("INT", {"default": 4096, "min": 1, "max": 8192})}}
+                             "dim": ("INT", {"default": 4096, "min": 1, "max": 65536})},
+                "optional": {"pooled": ("INT", {"default": 0, "min": 0, "max": 8192})}}
 
     RETURN_TYPES = ("CONDITIONING",)
     FUNCTION = "make"
     CATEGORY = "PIXELS/testing"
 
-    def make(self, text, tokens=8, dim=4096):
+    def make(self, text, tokens=8, dim=4096, pooled=0):
         g = torch.Generator().manual_seed(zlib.crc32(text.encode("utf-8")))
-        return ([[torch.randn((1, tokens, dim), generator=g), {}]],)
+        extra = {"pooled_output": torch.randn((1, pooled), generator=g)} if pooled else {}
+        return ([[torch.randn((1, tokens, dim), generator=g), extra]],)
 
 
 class PixelsTestFrames:
