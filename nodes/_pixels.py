@@ -18,6 +18,8 @@ from . import _session as session
 from ._common import check_image
 
 POLARITIES = ["white keeps source (paper)", "white takes exemplar (inpaint mask)"]
+# the edit_map of K = 0 (progressive soft inpainting): the same two readings, worded without an exemplar
+INPAINT_POLARITIES = ["white keeps source (paper)", "white = change (inpaint / Differential Diffusion mask)"]
 # Half of one 8-bit grey level: what a user paints as black stays black through the float rounding of the resize.
 DEFAULT_BLACK_POINT = 0.002
 
@@ -46,10 +48,21 @@ def exemplar_noise(source_noise: torch.Tensor, seed: int, k: int) -> torch.Tenso
     return pxnoise.per_item_randn(source_noise, seed, "pixels exemplar", k)
 
 
-def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source", record=None):
+def inpaint_map_to_paper(mask: torch.Tensor, polarity: str) -> torch.Tensor:
+    session.choice("map_polarity", polarity, INPAINT_POLARITIES)
+    return mask if polarity == INPAINT_POLARITIES[0] else 1.0 - mask
+
+
+def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source", record=None, edit_map=None,
+                 map_name: str = "edit_map", map_hint: str = ""):
     """A ComfyUI SAMPLER (KSAMPLER) running PIXELS around ``inner`` (a KSAMPLER such as KSamplerSelect's).
 
-    ``record``: an optional dict that receives ``"kept"``, the never-released latent pixels of the last run."""
+    ``record``: an optional dict that receives ``"kept"``, the never-released latent pixels of the last run.
+    No exemplars (``encoded`` empty): K = 0, progressive soft inpainting with ``edit_map`` (a MASK, already in the
+    paper's polarity; ``map_name``/``map_hint`` name it in errors) or, when that is None, the latent's noise mask
+    (Set Latent Noise Mask: white = change, read as ``1 - mask``, on the latent grid ComfyUI fitted it to). The noise
+    mask is then taken out of ComfyUI's inpaint blend (and out of any DifferentialDiffusion patch on the model): the
+    map is Algorithm 1's alone."""
     inner_fn = inner.sampler_function
     inner_opts = dict(getattr(inner, "extra_options", {}) or {})
 
@@ -96,11 +109,32 @@ def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source"
                 m = masks.to_frames(core.prepare_map(ex["map"], None, h, w, name=name, black_point=bp), frames, name)
             maps.append(m.to(x.device, x.dtype))
             noises.append(exemplar_noise(noise, seed, k).to(x.device, x.dtype))
+        name, hint = map_name, map_hint
+        if not encoded:  # K = 0: progressive soft inpainting
+            extra_args = dict(extra_args or {})
+            noise_mask = extra_args.get("denoise_mask")
+            if noise_mask is not None:  # the map is Algorithm 1's alone, not also ComfyUI's inpaint blend
+                extra_args["denoise_mask"] = None
+            if edit_map is not None:
+                if frames is None:
+                    m = core.prepare_map(edit_map, b, h, w, name=name, black_point=0.0)
+                else:
+                    m = masks.to_frames(core.prepare_map(edit_map, None, h, w, name=name, black_point=0.0), frames, name)
+            elif noise_mask is not None:
+                name = "noise_mask of the latent (Set Latent Noise Mask, white = change)"
+                hint = " (here: paint the region to change white in the mask)"
+                # already on the latent grid (ComfyUI fitted it, as for DifferentialDiffusion), channels repeated
+                m = 1.0 - noise_mask[:, :1].float()
+            else:
+                raise ValueError("PIXELS without exemplars (progressive soft inpainting) needs a map: connect an "
+                                 "edit_map to the PIXELS node, or give the latent a noise mask (Set Latent Noise Mask, "
+                                 "white = change), or connect PIXELS Exemplar nodes to exemplars")
+            maps.append(m.to(x.device, x.dtype))
         noise_sampler = pxnoise.ItemNoiseSampler(noise, seed, "pixels ancestral")
         z = core.sample_pixels(model, x, sigmas, extra_args, callback, disable, source=source, noise=noise,
                                exemplars=latents, exemplar_noises=noises, edit_maps=maps, add_noise=add_noise,
                                sampler=inner_fn, sampler_options=inner_opts, curve=curve, gamma=gamma,
-                               noise_sampler=noise_sampler, final=final)
+                               noise_sampler=noise_sampler, final=final, map_name=name, map_hint=hint)
         if record is not None:
             record["kept"] = core.never_released(core.compose_maps(maps)[0], len(sigmas) - 1, curve, gamma).cpu()
         return z

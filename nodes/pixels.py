@@ -14,7 +14,8 @@ from ..pixels_core import masks
 from ..pixels_core import pixels as core
 from . import _session as session
 from ._common import check_image, check_latent, decode_frames, latent_ratio
-from ._pixels import DEFAULT_BLACK_POINT, POLARITIES, encode_exemplars, make_sampler, map_to_paper
+from ._pixels import (DEFAULT_BLACK_POINT, INPAINT_POLARITIES, POLARITIES, encode_exemplars, inpaint_map_to_paper,
+                      make_sampler, map_to_paper)
 
 CATEGORY = "PIXELS/progressive editing"
 Exemplars = io.Custom("PIXELS_EXEMPLARS")
@@ -45,6 +46,43 @@ def _curve_inputs():
 
 def _kept_input():
     return io.Combo.Input("kept_pixels", options=KEPT_OPTIONS, default=KEPT_OPTIONS[0], optional=True, tooltip=KEPT_TIP)
+
+
+EDIT_MAP_TIP = ("Progressive soft inpainting (PIXELS with no exemplar, a drop-in for Differential Diffusion): the map "
+                "used when no exemplars are connected. Read by map_polarity; in the paper's polarity white keeps the "
+                "source exactly, black is handed to the model from the first step, grey part-way (darker = earlier = "
+                "more change). Fitted to the latent grid like exemplar maps. Leave it unconnected when exemplars "
+                "are connected (each exemplar has its own map).")
+MAP_POLARITY_TIP = ("How to read edit_map: the paper's (white keeps the source) or the inpaint / Differential "
+                    "Diffusion convention (white = change: the mask you would give Set Latent Noise Mask).")
+
+
+def _inpaint_inputs(noise_mask: bool):
+    tip = EDIT_MAP_TIP + (" Unconnected and no exemplars: the latent's noise mask (Set Latent Noise Mask, white = "
+                          "change) is the map." if noise_mask else "")
+    return [
+        io.Mask.Input("edit_map", optional=True, tooltip=tip),
+        io.Combo.Input("map_polarity", options=INPAINT_POLARITIES, default=INPAINT_POLARITIES[0], optional=True,
+                       tooltip=MAP_POLARITY_TIP),
+    ]
+
+
+def _inpaint_map(exemplars, edit_map, map_polarity, node: str):
+    """The K = 0 map (paper polarity) or None; refuses exemplars and an edit_map together."""
+    if edit_map is None:
+        return None
+    if exemplars:
+        raise ValueError(f"edit_map on {node} is for PIXELS without exemplars (progressive soft inpainting), but "
+                         "exemplars are connected too: give each exemplar its map on its PIXELS Exemplar node and "
+                         "disconnect edit_map, or disconnect the exemplars")
+    masks.as_mask(edit_map, "edit_map")
+    return inpaint_map_to_paper(edit_map, map_polarity or INPAINT_POLARITIES[0])
+
+
+def _map_hint(map_polarity) -> str:
+    if (map_polarity or INPAINT_POLARITIES[0]) == INPAINT_POLARITIES[0]:
+        return (f", or set map_polarity to '{INPAINT_POLARITIES[1]}' if the mask's white marks the region to change")
+    return " (with this map_polarity, white marks the region to change)"
 
 
 def _final(kept_pixels) -> str:
@@ -101,26 +139,37 @@ class PixelsProgressiveSampler(io.ComfyNode):
             description="Wraps any sampler into the PIXELS progressive sampler for SamplerCustomAdvanced: per-pixel "
                         "denoising strength from the exemplars' edit maps, source re-inserted each step (Algorithm 1). "
                         "Connect the source latent (VAE Encode of the source) to SamplerCustomAdvanced's latent_image "
-                        "and set the start strength with the scheduler's denoise.",
+                        "and set the start strength with the scheduler's denoise. Without exemplars it is progressive "
+                        "soft inpainting (a drop-in for Differential Diffusion): the map comes from edit_map or the "
+                        "latent's noise mask, the model fills what the map releases, white-kept pixels end exactly at "
+                        "the source.",
             inputs=[
                 io.Sampler.Input("sampler", tooltip="The sampler to run (e.g. from KSamplerSelect). Samplers without history "
                                  "between steps (euler, euler_ancestral, ddim, heun, ...; found by a test run, not by "
                                  "name) follow Algorithm 1 exactly; multistep ones (dpmpp_2m, uni_pc, ...) get the "
                                  "pack's own rule, the blend through their denoiser (see the README)."),
-                Exemplars.Input("exemplars", tooltip="One or more exemplars with maps, from PIXELS Exemplar nodes."),
-                io.Vae.Input("vae", tooltip="VAE that encodes the exemplar images (the one that encoded the source). "
-                             "Exemplars must already be the source's size here."),
+                Exemplars.Input("exemplars", optional=True,
+                                tooltip="One or more exemplars with maps, from PIXELS Exemplar nodes. Leave unconnected "
+                                        "for progressive soft inpainting (edit_map or the latent's noise mask)."),
+                io.Vae.Input("vae", optional=True,
+                             tooltip="VAE that encodes the exemplar images (the one that encoded the source). "
+                                     "Exemplars must already be the source's size here. Not needed without exemplars."),
                 *_curve_inputs(),
                 _kept_input(),
+                *_inpaint_inputs(noise_mask=True),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
-    def execute(cls, sampler, exemplars, vae, curve, gamma, kept_pixels=None) -> io.NodeOutput:
-        if not exemplars:
-            raise ValueError("exemplars: connect at least one PIXELS Exemplar (K = 0 given)")
-        return io.NodeOutput(make_sampler(sampler, encode_exemplars(vae, exemplars), curve, gamma, _final(kept_pixels)))
+    def execute(cls, sampler, curve, gamma, exemplars=None, vae=None, kept_pixels=None, edit_map=None,
+                map_polarity=None) -> io.NodeOutput:
+        emap = _inpaint_map(exemplars, edit_map, map_polarity, "PIXELS Progressive Sampler")
+        if exemplars and vae is None:
+            raise ValueError("vae: connect the model's VAE (the one that encoded the source) to encode the exemplars")
+        encoded = encode_exemplars(vae, exemplars) if exemplars else []
+        return io.NodeOutput(make_sampler(sampler, encoded, curve, gamma, _final(kept_pixels), edit_map=emap,
+                                          map_hint=_map_hint(map_polarity)))
 
 
 class PixelsProgressiveEdit(io.ComfyNode):
@@ -131,14 +180,19 @@ class PixelsProgressiveEdit(io.ComfyNode):
             display_name="PIXELS Progressive Edit",
             category=CATEGORY,
             description="All-in-one PIXELS edit: encodes the source and exemplars (exemplars are centre-cropped and resized "
-                        "to the source), runs the progressive sampler with the host's CFG and decodes the result.",
+                        "to the source), runs the progressive sampler with the host's CFG and decodes the result. "
+                        "Without exemplars it is progressive soft inpainting with edit_map (a drop-in for Differential "
+                        "Diffusion + KSampler): the model fills what the map releases, white-kept pixels stay exactly "
+                        "the source.",
             inputs=[
                 io.Model.Input("model", tooltip="Diffusion model (SD1.x, SD2, SDXL, SD3, Flux, ...)."),
                 io.Conditioning.Input("positive", tooltip="Prompt. The paper's default is the empty prompt; text adds to the exemplars (multimodal)."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt."),
                 io.Vae.Input("vae", tooltip="VAE of the model: encodes source and exemplars, decodes the result."),
                 io.Image.Input("source", tooltip="The image to edit. White regions of the edit maps keep it."),
-                Exemplars.Input("exemplars", tooltip="One or more exemplars with maps, from PIXELS Exemplar nodes."),
+                Exemplars.Input("exemplars", optional=True,
+                                tooltip="One or more exemplars with maps, from PIXELS Exemplar nodes. Leave unconnected "
+                                        "for progressive soft inpainting with edit_map."),
                 session.seed_input("Seed of the source's and exemplars' noise draws: same seed, same result."),
                 session.steps_input("Steps actually run (the official code runs 40 of 100). More steps give finer "
                                     "grey-level releases.", 40),
@@ -154,21 +208,25 @@ class PixelsProgressiveEdit(io.ComfyNode):
                                        "the model traverse further from the surgical latent: more realism, less adherence to the exemplar."),
                 *_curve_inputs(),
                 _kept_input(),
+                *_inpaint_inputs(noise_mask=False),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, vae, source, exemplars, seed, steps, cfg, sampler_name, scheduler,
-                denoise, curve, gamma, kept_pixels=None) -> io.NodeOutput:
-        if not exemplars:
-            raise ValueError("exemplars: connect at least one PIXELS Exemplar (K = 0 given)")
+    def execute(cls, model, positive, negative, vae, source, seed, steps, cfg, sampler_name, scheduler, denoise, curve,
+                gamma, exemplars=None, kept_pixels=None, edit_map=None, map_polarity=None) -> io.NodeOutput:
+        emap = _inpaint_map(exemplars, edit_map, map_polarity, "PIXELS Progressive Edit")
+        if not exemplars and emap is None:
+            raise ValueError("exemplars: connect at least one PIXELS Exemplar, or connect an edit_map for progressive "
+                             "soft inpainting (no exemplar)")
         final = _final(kept_pixels)
         check_image(source, "source", vae)
         src = check_latent(model, vae.encode(source[..., :3]), "vae (the source it encodes)")
-        encoded = encode_exemplars(vae, exemplars, size=tuple(source.shape[1:3]))
+        encoded = encode_exemplars(vae, exemplars, size=tuple(source.shape[1:3])) if exemplars else []
         record = {}
-        sampler = make_sampler(comfy.samplers.sampler_object(sampler_name), encoded, curve, gamma, final, record)
+        sampler = make_sampler(comfy.samplers.sampler_object(sampler_name), encoded, curve, gamma, final, record,
+                               edit_map=emap, map_hint=_map_hint(map_polarity))
         src = comfy.sample.fix_empty_latent_channels(model, src)
         guider = comfy.samplers.CFGGuider(model)
         guider.set_conds(positive, negative)

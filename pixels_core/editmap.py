@@ -116,19 +116,28 @@ def check_ramp(start, end):
 # Grow / shrink (grey dilation / erosion)
 # ----------------------------------------------------------------------------------------------
 
-def _running_max(x: torch.Tensor, w: int) -> torch.Tensor:
-    """Max over the window ``[i - w, i + w]`` along the last dim, out-of-range ignored (van Herk/Gil-Werman,
-    O(1) per element whatever ``w``)."""
+def _running_max(x: torch.Tensor, w: int, dim: int = -1) -> torch.Tensor:
+    """Max over the window ``[i - w, i + w]`` along ``dim`` (-1 or -2), out-of-range ignored.
+
+    Doubling: windows of 1, 2, 4, ... samples by one ``maximum`` of two shifted views each, then one more for the
+    remainder: ``ceil(log2(2w + 1))`` passes, exact (a max is exact in any order)."""
     if w <= 0:
         return x
-    n, k = x.shape[-1], 2 * w + 1
-    L = -(-(n + 2 * w) // k) * k
-    pad = x.new_full(x.shape[:-1] + (L,), float("-inf"))
-    pad[..., w:w + n] = x
-    blocks = pad.view(*x.shape[:-1], L // k, k)
-    pre = blocks.cummax(-1).values.reshape(*x.shape[:-1], L)
-    suf = blocks.flip(-1).cummax(-1).values.flip(-1).reshape(*x.shape[:-1], L)
-    return torch.maximum(suf[..., :n], pre[..., k - 1:k - 1 + n])
+    n = x.shape[dim]
+    pad = list(x.shape)
+    pad[dim] = n + 2 * w
+    m = x.new_full(pad, float("-inf"))
+    m.narrow(dim, w, n).copy_(x)
+    s, k = 1, 2 * w + 1
+    while 2 * s <= k:
+        L = m.shape[dim]
+        m = torch.maximum(m.narrow(dim, 0, L - s), m.narrow(dim, s, L - s))
+        s *= 2
+    rem = k - s
+    if rem:
+        L = m.shape[dim]
+        m = torch.maximum(m.narrow(dim, 0, L - rem), m.narrow(dim, rem, L - rem))
+    return m
 
 
 def _widen(R: torch.Tensor) -> torch.Tensor:
@@ -137,24 +146,18 @@ def _widen(R: torch.Tensor) -> torch.Tensor:
         return R
     m = torch.maximum(R[..., :-1], R[..., 1:])
     out = torch.empty_like(R)
-    out[..., 1:-1] = torch.maximum(m[..., :-1], m[..., 1:])
+    torch.maximum(m[..., :-1], m[..., 1:], out=out[..., 1:-1])
     out[..., :1] = m[..., :1]
     out[..., -1:] = m[..., -1:]
     return out
 
 
-def _dilate(x: torch.Tensor, r: int, shape: str) -> torch.Tensor:
-    """Grey dilation of (B, H, W) by a square ``(2r+1)^2`` or a disk ``dx^2 + dy^2 <= r^2`` footprint.
-
-    The disk is a stack of horizontal runs: the row at vertical offset ``dy`` is a running max of half-width
-    ``isqrt(r^2 - dy^2)``. Offsets are visited from ``|dy| = r`` inwards, so the run only ever widens (kept as one
-    buffer: memory stays at three maps whatever ``r``).
-    """
+def _dilate_block(x: torch.Tensor, r: int, shape: str) -> torch.Tensor:
+    """:func:`_dilate` of one block of rows (outside rows ignored)."""
     H = x.shape[-2]
     if shape == "square":
-        y = _running_max(x, r)
-        return _running_max(y.transpose(-1, -2), r).transpose(-1, -2)
-    out = torch.full_like(x, float("-inf"))
+        return _running_max(_running_max(x, r, -1), r, -2)
+    out = x.new_full(x.shape, float("-inf"))
     R, cur = x, 0
     for dy in range(r, -1, -1):
         w = math.isqrt(r * r - dy * dy)
@@ -165,10 +168,37 @@ def _dilate(x: torch.Tensor, r: int, shape: str) -> torch.Tensor:
         if dy >= H:
             continue
         if dy == 0:
-            out = torch.maximum(out, R)
+            torch.maximum(out, R, out=out)
         else:
-            out[..., :H - dy, :] = torch.maximum(out[..., :H - dy, :], R[..., dy:, :])
-            out[..., dy:, :] = torch.maximum(out[..., dy:, :], R[..., :H - dy, :])
+            o = out[..., :H - dy, :]
+            torch.maximum(o, R[..., dy:, :], out=o)
+            o = out[..., dy:, :]
+            torch.maximum(o, R[..., :H - dy, :], out=o)
+    return out
+
+
+# rows per block of _dilate and of the distance transform's row pass: about this many pixels (a block and its few
+# work buffers stay in the CPU's L2 cache; whole-map passes are memory-bound)
+_BLOCK_PIXELS = 1 << 17
+
+
+def _dilate(x: torch.Tensor, r: int, shape: str) -> torch.Tensor:
+    """Grey dilation of (B, H, W) by a square ``(2r+1)^2`` or a disk ``dx^2 + dy^2 <= r^2`` footprint.
+
+    The disk is a stack of horizontal runs: the row at vertical offset ``dy`` is a running max of half-width
+    ``isqrt(r^2 - dy^2)``. Offsets are visited from ``|dy| = r`` inwards, so the run only ever widens. The square is
+    a running max along rows then along columns. Maps are processed in blocks of rows (with ``r`` rows of context
+    above and below) so that the work stays in cache; the result is the same.
+    """
+    B, H, W = x.shape
+    rows = max(2 * r, _BLOCK_PIXELS // max(1, B * W), 1)
+    if H <= rows + 2 * r:
+        return _dilate_block(x, r, shape)
+    out = torch.empty_like(x)
+    for i0 in range(0, H, rows):
+        i1 = min(H, i0 + rows)
+        a, b = max(0, i0 - r), min(H, i1 + r)
+        out[:, i0:i1] = _dilate_block(x[:, a:b], r, shape)[:, i0 - a:i1 - a]
     return out
 
 
@@ -211,6 +241,8 @@ def _reflect_index(n: int, lo: int, hi: int, device) -> torch.Tensor:
 
 # above this radius the FFT path is cheaper than the banded matmul (measured on CPU, see benchmarks/bench_editmap.py)
 FFT_RADIUS = 128
+# smallest output block of the banded matmul (a multiple of 8)
+_BAND_MIN = 64
 
 
 def _reflect_pad(x: torch.Tensor, dim: int, left: int, right: int) -> torch.Tensor:
@@ -250,7 +282,7 @@ def _blur_axis(x: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
         kf = kf if dim == -1 else kf[:, None]
         y = torch.fft.irfft(torch.fft.rfft(xp, dim=dim) * kf, n=L, dim=dim)
         return y.narrow(dim, r, n)
-    b = min(max(64, 2 * r), -(-n // 8) * 8)
+    b = min(max(_BAND_MIN, 2 * r), -(-n // 8) * 8)
     nb = -(-n // b)
     xp = _reflect_pad(x, dim, r, nb * b + r - n)
     d = torch.arange(b + 2 * r, device=x.device)[:, None] - torch.arange(b, device=x.device)[None]
@@ -277,7 +309,28 @@ def blur(m: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
     if sigma == 0.0 or int(truncate * sigma + 0.5) == 0:
         return restore(x)
     k = gaussian_kernel(sigma, truncate)
-    return restore(_blur_axis(_blur_axis(x, k, -1), k, -2))
+    return restore(_blur2d(x, k))
+
+
+def _blur2d(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Both passes of :func:`blur`. On the CPU, for maps much taller than the kernel, in blocks of ``b`` output rows:
+    the rows of a block and their ``r`` reflected neighbours are blurred along the rows, then the block's ``b``
+    output rows are one ``(b, b + 2r)`` banded matmul down the columns (the work stays in cache; the sums are the
+    same ones in the same order as the unblocked passes)."""
+    B, H, W = x.shape
+    r = (k.numel() - 1) // 2
+    b = min(max(_BAND_MIN, 2 * r), -(-H // 8) * 8)
+    if x.device.type != "cpu" or r > FFT_RADIUS or H < 4 * b or H < 2 * r + 2:
+        return _blur_axis(_blur_axis(x, k, -1), k, -2)
+    xp = _reflect_pad(x, -2, r, r)
+    d = torch.arange(b + 2 * r)[:, None] - torch.arange(b)[None]
+    Kt = torch.where((d >= 0) & (d <= 2 * r), k[d.clamp(0, 2 * r)], k.new_zeros(())).to(x.dtype).t().contiguous()
+    out = torch.empty_like(x)
+    for i0 in range(0, H, b):
+        h = min(b, H - i0)
+        rows = _blur_axis(xp[:, i0:i0 + h + 2 * r], k, -1)  # (B, h + 2r, W)
+        torch.matmul(Kt[:h, :h + 2 * r], rows, out=out[:, i0:i0 + h])
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,13 +498,106 @@ def ramp(h: int, w: int, kind: str = "linear", angle: float = 0.0, start: float 
 # Distance transform and falloff
 # ----------------------------------------------------------------------------------------------
 
+def _scan_columns(device) -> bool:
+    """Whether :func:`distance_transform` scans the rows one at a time (CPU) or uses cumulative max/min (GPU)."""
+    return device.type == "cpu"
+
+
+def _column_distance(f: torch.Tensor, dtype) -> torch.Tensor:
+    """Distance down each column of (B, H, W) ``f`` to the nearest True pixel (``inf`` where a column has none):
+    one scan down and one up, a row at a time (in place, CPU: cheaper than cumulative max/min over the map)."""
+    B, H, W = f.shape
+    a = torch.empty(B, H, W, dtype=dtype, device=f.device)
+    prev = torch.full((B, W), float("inf"), dtype=dtype, device=f.device)
+    for i in range(H):
+        row = a[:, i]
+        torch.add(prev, 1.0, out=row)
+        row.masked_fill_(f[:, i], 0.0)
+        prev = row
+    c = torch.full((B, W), float("inf"), dtype=dtype, device=f.device)
+    for i in range(H - 1, -1, -1):
+        c.add_(1.0).masked_fill_(f[:, i], 0.0)
+        row = a[:, i]
+        torch.minimum(row, c, out=row)
+    return a
+
+
+# above this cap (or uncapped) the row pass is the lower envelope of parabolas over all rows at once, not the scan
+_ENVELOPE_CAP = 48.0
+
+
+def _row_envelope(g2: torch.Tensor) -> torch.Tensor:
+    """``min_j' g2[j'] + (j - j')^2`` along the rows of (R, W) ``g2`` (each row with a finite value): the lower
+    envelope of parabolas (Felzenszwalb and Huttenlocher 2012, "Distance transforms of sampled functions", Alg. 1),
+    built for all rows at once column by column, then read with one sorted search. float64 inside, exact on integers."""
+    R, W = g2.shape
+    dev = g2.device
+    F = g2.double().t().contiguous()  # (W, R): column q is F[q]
+    ar = torch.arange(R, device=dev)
+    v = torch.zeros(W, R, dtype=torch.long, device=dev)  # v[k, row]: position of the envelope's k-th parabola
+    z = torch.full((W + 1, R), float("inf"), dtype=torch.float64, device=dev)  # z[k, row]: where it starts
+    k = torch.full((R,), -1, dtype=torch.long, device=dev)
+    ninf = torch.tensor(float("-inf"), dtype=torch.float64, device=dev)
+    for q in range(W):
+        fq = F[q]
+        act = torch.isfinite(fq)
+        hq = fq + float(q * q)
+        while True:
+            kk = k.clamp(min=0)
+            vk = v[kk, ar]
+            s = (hq - (F[vk, ar] + (vk * vk).double())) / (2.0 * (q - vk)).double()
+            pop = act & (k >= 0) & (s <= z[kk, ar])
+            if not bool(pop.any()):
+                break
+            k = k - pop.long()
+        s = torch.where(k >= 0, s, ninf)
+        nk = k + 1
+        idx = act.nonzero()[:, 0]
+        v[nk[idx], idx] = q
+        z[nk[idx], idx] = s[idx]
+        k = torch.where(act, nk, k)
+    zt = z.t()  # (R, W + 1)
+    zt = torch.where(torch.arange(W + 1, device=dev)[None] <= k[:, None], zt, torch.full_like(zt, float("inf")))
+    qs = torch.arange(W, device=dev, dtype=torch.float64).expand(R, W).contiguous()
+    j = (torch.searchsorted(zt.contiguous(), qs, right=True) - 1).clamp(0, W - 1)
+    vj = v.t().gather(1, j)
+    out = (qs - vj.double()) ** 2 + F.t().gather(1, vj)
+    return out.to(g2.dtype)
+
+
+def _row_pass(g2: torch.Tensor, cap2: float) -> torch.Tensor:
+    """``min_j' g2[j'] + (j - j')^2`` along the rows of one block (R, W), scanning offsets ``d`` only while
+    ``d^2`` can still lower a pixel of the block (and stays within ``cap2``). Every row needs a finite value."""
+    W = g2.shape[-1]
+    d2 = g2.clone()
+    if float(g2.min()) >= cap2:
+        return d2  # every pixel is at or beyond the cap already, and stays so
+    t = torch.empty_like(g2)
+    top = float(d2.max())
+    for d in range(1, W):
+        dd = float(d * d)
+        if dd > cap2 or dd >= top:
+            break  # no farther offset can lower any pixel (or matter below the cap)
+        a, b = d2[:, d:], t[:, :W - d]
+        torch.add(g2[:, :-d], dd, out=b)
+        torch.minimum(a, b, out=a)
+        a = d2[:, :-d]
+        torch.add(g2[:, d:], dd, out=b)
+        torch.minimum(a, b, out=a)
+        if d % 8 == 0:
+            top = float(d2.max())
+    return d2
+
+
 def distance_transform(mask: torch.Tensor, max_distance: float | None = None) -> torch.Tensor:
     """Exact Euclidean distance of every pixel to the nearest pixel where ``mask`` is False (float64, (B, H, W)).
 
     Same as ``scipy.ndimage.distance_transform_edt(mask)`` per map (pixels outside the mask are 0). Maps without
     any False pixel get ``inf``. With ``max_distance`` the result is ``min(distance, max_distance)`` (cheaper).
-    Separable: exact 1-D distances down the columns, then ``min_j' g(j')^2 + (j - j')^2`` along rows, scanning offsets
-    only while they can still improve a pixel.
+    Separable: exact 1-D distances down the columns (one scan down and one up), then ``min_j' g(j')^2 + (j - j')^2``
+    along rows, in cache-sized blocks of rows, scanning offsets only while they can still improve a pixel of the
+    block (blocks already beyond the cap are skipped). The row scan costs O(W x largest distance): cheap under a cap
+    (falloff), slow for uncapped distances across large empty areas.
     """
     if mask.ndim != 3:
         raise ValueError(f"distance_transform: expected (B, H, W), got {tuple(mask.shape)}")
@@ -461,20 +607,30 @@ def distance_transform(mask: torch.Tensor, max_distance: float | None = None) ->
     cap2 = float("inf") if max_distance is None else float(max_distance) ** 2
     # squared distances are integers: float32 is exact below 2**24 (values above a cap only need to stay above it)
     work = torch.float32 if min(cap2, float(H * H + W * W)) < 2.0 ** 24 else torch.float64
-    big = float(H + W + 1)
-    i = torch.arange(H, device=dev, dtype=work)[None, :, None].expand(B, H, W)
-    up = torch.where(f, i, torch.full_like(i, -big)).cummax(1).values  # last feature at or above
-    down = torch.where(f, i, torch.full_like(i, 2 * big)).flip(1).cummin(1).values.flip(1)  # first at or below
-    g = torch.minimum(i - up, down - i)
-    g2 = torch.where(g >= big, torch.full_like(g, float("inf")), g * g)
-    d2 = g2.clone()
-    for d in range(1, W):
-        dd = float(d * d)
-        if dd > cap2 or (max_distance is None or d % 8 == 0) and dd >= float(d2.max()):
-            break  # no farther offset can lower any pixel (or matter below the cap)
-        d2[..., d:] = torch.minimum(d2[..., d:], g2[..., :-d] + dd)
-        d2[..., :-d] = torch.minimum(d2[..., :-d], g2[..., d:] + dd)
-    d2 = d2.double()
+    if _scan_columns(dev):
+        g = _column_distance(f, work)
+    else:  # one cumulative max/min per direction: fewer kernel launches than a scan over rows
+        big = float(H + W + 1)
+        i = torch.arange(H, device=dev, dtype=work)[None, :, None].expand(B, H, W)
+        up = torch.where(f, i, torch.full_like(i, -big)).cummax(1).values  # last feature at or above
+        down = torch.where(f, i, torch.full_like(i, 2 * big)).flip(1).cummin(1).values.flip(1)  # first at or below
+        g = torch.minimum(i - up, down - i)
+        g = torch.where(g >= big, torch.full_like(g, float("inf")), g)
+    g2 = g.mul_(g)
+    d2 = torch.full_like(g2, float("inf"))
+    has = f.reshape(B, -1).any(1).tolist()  # a map with a feature pixel has a finite g2 in every row
+    rows = max(1, _BLOCK_PIXELS // W) if dev.type == "cpu" else H
+    if not cap2 <= _ENVELOPE_CAP ** 2:  # far distances: the envelope, all rows of the maps with a feature at once
+        sel = [b for b in range(B) if has[b]]
+        if sel:
+            d2[sel] = _row_envelope(g2[sel].reshape(-1, W)).reshape(len(sel), H, W)
+        has = [False] * B
+    for b in range(B):
+        if not has[b]:
+            continue
+        for i0 in range(0, H, rows):
+            d2[b, i0:i0 + rows] = _row_pass(g2[b, i0:i0 + rows], cap2)
+    d2 = d2.reshape(B, H, W).double()
     dist = torch.sqrt(d2)
     if max_distance is not None:
         dist = dist.clamp(max=float(max_distance))

@@ -4,6 +4,9 @@ progressive exemplar-driven editing with per-pixel release.
 
 Polarity is the paper's: an edit map value of 1 (white) keeps the source, 0 (black) takes the
 exemplar, grey sets *when* a pixel is released to the denoiser (darker = earlier = more change).
+
+With no exemplar (K = 0) the same loop is progressive soft inpainting: the denoiser fills the released pixels, the
+held ones are re-inserted as the noised source (Algorithm 1, line 15), never-released ones end at the source.
 """
 from __future__ import annotations
 
@@ -104,14 +107,20 @@ def compose_maps(maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return combined, owner
 
 
-def check_releases(combined: torch.Tensor, n: int, curve: str, gamma: float) -> None:
-    """Clear errors for maps that would edit nothing."""
+def check_releases(combined: torch.Tensor, n: int, curve: str, gamma: float, name: str | None = None,
+                   hint: str = "") -> None:
+    """Clear errors for maps that would edit nothing. ``name``: the input the map came from, given for K = 0
+    (progressive soft inpainting), where the message speaks of inpainting instead of exemplars; ``hint``: what to do,
+    appended to the all-white message (e.g. how to flip that input's polarity)."""
     steps = release_step(combined, n, curve, gamma)
     if bool((combined >= 1.0).all()):
+        if name is not None:
+            raise ValueError(f"{name} is all white in the paper's polarity (white keeps the source), so there is "
+                             f"nothing to inpaint. Paint the region to change darker{hint}")
         raise ValueError("edit map is all white: white keeps the source, so nothing would change. "
                          "Paint darker regions where the exemplar should come in (or flip map_polarity)")
     if bool((steps >= n).all()):
-        raise ValueError(f"edit map is too bright for {n} steps: no pixel is ever released "
+        raise ValueError(f"{name or 'edit map'} is too bright for {n} steps: no pixel is ever released "
                          f"(the highest threshold is {threshold(n - 1, n, curve, gamma):.3f}). "
                          "Darken the map, use more steps or another curve")
 
@@ -300,8 +309,15 @@ def euler_step_sampler(model, x, sigmas, extra_args=None, callback=None, disable
 @torch.no_grad()
 def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None, *, source, noise,
                   exemplars, exemplar_noises, edit_maps, add_noise=None, param="eps", sampler=None,
-                  sampler_options=None, curve="linear", gamma=1.0, mode="auto", noise_sampler=None, final="source"):
+                  sampler_options=None, curve="linear", gamma=1.0, mode="auto", noise_sampler=None, final="source",
+                  map_name="edit map", map_hint=""):
     """PIXELS progressive sampling (Algorithm 1) with K exemplars in one pass.
+
+    **K = 0** (``exemplars`` and ``exemplar_noises`` empty, ``edit_maps`` one map): progressive soft inpainting.
+    Algorithm 1 without its exemplar term: line 10 leaves the noised source everywhere (as if the exemplar were the
+    source; so released pixels start from the source noised to ``sigmas[0]``, as Differential Diffusion's do), line 15
+    re-inserts the source noised to the current sigma where the map still holds, the model fills the released pixels.
+    ``map_name``/``map_hint`` name the map's input and what to do in the errors for a map that inpaints nothing.
 
     ``x`` is the noised source at ``sigmas[0]`` (as the host made it); ``source``/``noise`` are the clean
     source latent and its one noise draw; ``exemplars``/``exemplar_noises``/``edit_maps`` are K clean
@@ -328,22 +344,31 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     if n < 1:
         return x
     check_sigmas(sigmas, method="PIXELS", flow=flow)
-    if len(exemplars) != len(edit_maps) or len(exemplars) != len(exemplar_noises):
+    k0 = len(exemplars) == 0 and len(exemplar_noises) == 0
+    if k0 and len(edit_maps) != 1:
+        raise ValueError(f"PIXELS without exemplars (K = 0: progressive soft inpainting) takes exactly one edit map, got "
+                         f"{len(edit_maps)}")
+    if not k0 and (len(exemplars) != len(edit_maps) or len(exemplars) != len(exemplar_noises)):
         raise ValueError(f"got {len(exemplars)} exemplars, {len(edit_maps)} edit maps and "
                          f"{len(exemplar_noises)} exemplar noises: give one map and one noise per exemplar")
     if final not in FINALS:
         raise ValueError(f"final must be one of {FINALS}, got {final!r}")
-    combined, owner = compose_maps(list(edit_maps))
-    check_releases(combined, n, curve, gamma)
     thr = [threshold(i, n, curve, gamma) for i in range(n)]
-    check_coverage(list(edit_maps), combined, owner, thr[0])
+    if k0:
+        combined = inpaint_map(edit_maps[0], n, curve, gamma, map_name, map_hint)
+        owner = None
+    else:
+        combined, owner = compose_maps(list(edit_maps))
+        check_releases(combined, n, curve, gamma)
+        check_coverage(list(edit_maps), combined, owner, thr[0])
     # compared in float64, as release_step does (a float32 map would round a threshold such as log's 0.49999... to 0.5)
     held = [(combined.double() > t).to(x.dtype) for t in thr]
     # held[n]: after the last step. "source" keeps the never-released pixels on the source; "model" holds nothing.
     held.append(held[n - 1] if final == "source" else torch.zeros_like(held[0]))
 
-    # Step 0: latent surgery (Algorithm 1, line 10), nested over exemplars through ``owner``.
-    fill = torch.zeros_like(x)
+    # Step 0: latent surgery (Algorithm 1, line 10), nested over exemplars through ``owner``. K = 0: no exemplar
+    # term, every pixel starts from the noised source ``x`` (``fill`` = ``x``).
+    fill = x if k0 else torch.zeros_like(x)
     for k, (ex, en) in enumerate(zip(exemplars, exemplar_noises)):
         if ex.shape[-3:] != x.shape[-3:]:
             raise ValueError(f"exemplar {k + 1} latent is {tuple(ex.shape[-3:])} but the source latent is "
@@ -366,6 +391,25 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     if final == "source":  # bit for bit: the never-released pixels are the source at the schedule's end
         z = torch.where(held[n].bool(), add_noise(sigmas[-1], noise, source).to(z.dtype), z)
     return z
+
+
+def inpaint_map(edit_map: torch.Tensor, n: int, curve: str = "linear", gamma: float = 1.0, name: str = "edit map",
+                hint: str = "") -> torch.Tensor:
+    """The one map of K = 0 (progressive soft inpainting), paper polarity, on the latent grid: checked for NaN and
+    range (:func:`pixels_core.masks.check_values`) and refused when it would inpaint nothing (all white, or too
+    bright for ``n`` steps), naming ``name``. Returns it unchanged."""
+    masks.check_values(edit_map, name)
+    check_releases(edit_map, n, curve, gamma, name=name, hint=hint)
+    return edit_map
+
+
+def sample_inpaint(model, x, sigmas, extra_args=None, callback=None, disable=None, *, source, noise, edit_map,
+                   **options):
+    """PIXELS with K = 0: progressive soft inpainting (:func:`sample_pixels` without exemplars). ``edit_map`` in the
+    paper's polarity: 1 keeps the source (bit for bit with the default ``final="source"``), 0 is released at step 0,
+    grey later. ``options``: those of :func:`sample_pixels`."""
+    return sample_pixels(model, x, sigmas, extra_args, callback, disable, source=source, noise=noise, exemplars=[],
+                         exemplar_noises=[], edit_maps=[edit_map], **options)
 
 
 class _DenoiserProxy:

@@ -156,6 +156,14 @@ ABOUT = {
         "beach exemplar comes in where the edit map is dark; source and exemplar scaled to 1024 px. The release "
         "schedule is drawn on the VAE's latent grid.",
         "pixels-progressive-exemplar-editing"),
+    "pixels_soft_inpaint_sd15": (
+        "PIXELS soft inpainting, no exemplar (SD1.5)",
+        "PIXELS with no exemplar: progressive soft inpainting, a drop-in for Differential Diffusion. Top: the drawn "
+        "mask, feathered (PIXELS Map Blur 16 px), read as white = change by PIXELS Progressive Edit. Bottom: a "
+        "Differential Diffusion graph with its sampler swapped: Set Latent Noise Mask (the inverted ramp map) into "
+        "PIXELS Progressive Sampler in SamplerCustomAdvanced. Pixels the map never releases end exactly at the "
+        "source.",
+        "no-exemplar-progressive-soft-inpainting-a-drop-in-for-differential-diffusion"),
     "pixels_wan_video": (
         "PIXELS on a Wan 2.1 video clip",
         "PIXELS on a clip: 17 frames (the still source repeated: replace Repeat Image Batch by your video loader) "

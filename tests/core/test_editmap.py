@@ -329,3 +329,91 @@ def test_same_result_on_cuda_as_on_cpu():
         assert out.device.type == "cuda", name
         torch.testing.assert_close(out.cpu(), op(m), atol=1e-5, rtol=1e-5, msg=name)
     assert em.ramp(4, 4, device="cuda").device.type == "cuda"
+
+
+# ---------------------------------------------------------------------------------------------- fast paths (issue 13)
+
+@needs_scipy
+@pytest.mark.parametrize("shape", ["disk", "square"])
+@pytest.mark.parametrize("r", [1, 2, 5, 9])
+def test_grow_in_row_blocks_matches_scipy(shape, r, monkeypatch):
+    # tiny blocks: many blocks of rows, each with r rows of context (borders, blocks shorter than r)
+    monkeypatch.setattr(em, "_BLOCK_PIXELS", 40)
+    x = rand(2, 37, 23, seed=r)
+    fp = disk(r) if shape == "disk" else np.ones((2 * r + 1, 2 * r + 1), bool)
+    assert np.array_equal(em.grow(x, r, shape).numpy(), per_map(lambda a: nd.grey_dilation(a, footprint=fp), x))
+    assert np.array_equal(em.grow(x, -r, shape).numpy(), per_map(lambda a: nd.grey_erosion(a, footprint=fp), x))
+    b = (rand(1, 37, 23, seed=7) > 0.97).double()  # sparse binary map
+    assert np.array_equal(em.grow(b, r, shape).numpy(), per_map(lambda a: nd.grey_dilation(a, footprint=fp), b))
+
+
+@pytest.mark.parametrize("w", [0, 1, 2, 3, 7, 8, 20])
+def test_running_max_is_the_window_max(w):
+    x = rand(2, 5, 13, seed=w)
+    n = x.shape[-1]
+    exp = torch.stack([x[..., max(0, i - w):i + w + 1].amax(-1) for i in range(n)], -1)
+    assert torch.equal(em._running_max(x, w, -1), exp)
+    assert torch.equal(em._running_max(x.transpose(-1, -2).contiguous(), w, -2), exp.transpose(-1, -2))
+
+
+@needs_scipy
+@pytest.mark.parametrize("block", [13, 1 << 17])
+@pytest.mark.parametrize("envelope_cap", [0.0, 48.0, float("inf")])  # always / far only / never the envelope
+def test_distance_transform_blocks_and_edge_cases_match_scipy(block, envelope_cap, monkeypatch):
+    monkeypatch.setattr(em, "_BLOCK_PIXELS", block)
+    monkeypatch.setattr(em, "_ENVELOPE_CAP", envelope_cap)
+    m = torch.ones(4, 29, 17, dtype=torch.bool)
+    m[0, 3, 4] = False  # one feature pixel: distances to it everywhere
+    m[1] = rand(1, 29, 17, seed=11)[0] > 0.5
+    m[2, :, 16] = False  # a feature column at the right border: long row distances
+    m[3] = False  # no mask at all: zeros
+    ref = per_map(nd.distance_transform_edt, m)
+    assert np.allclose(em.distance_transform(m).numpy(), ref, rtol=0, atol=1e-12)
+    for cap in (0.5, 1.0, 3.0, 7.5, 100.0):
+        assert np.allclose(em.distance_transform(m, cap).numpy(), np.minimum(ref, cap), rtol=0, atol=1e-12)
+    empty = torch.ones(2, 5, 6, dtype=torch.bool)  # no feature pixel: inf
+    empty[1, 2, 2] = False
+    d = em.distance_transform(empty)
+    assert torch.isinf(d[0]).all() and np.allclose(d[1].numpy(), nd.distance_transform_edt(empty[1].numpy()))
+
+
+@needs_scipy
+def test_falloff_all_sides_match_scipy_on_a_large_map():
+    m = torch.zeros(1, 300, 260)
+    m[0, 40:200, 30:90] = 1
+    m[0, 250:, 200:] = 1
+    m[0, 120, 180] = 1
+    d_out = nd.distance_transform_edt(m[0].numpy() < 0.5)
+    d_in = nd.distance_transform_edt(m[0].numpy() >= 0.5)
+    w = 17.0
+    assert np.allclose(em.falloff(m, w, "outside")[0].numpy(), np.clip(1 - d_out / w, 0, 1), atol=1e-6)
+    assert np.allclose(em.falloff(m, w, "inside")[0].numpy(), np.clip(d_in / w, 0, 1), atol=1e-6)
+    s = np.where(m[0].numpy() >= 0.5, 0.5 - d_in, d_out - 0.5)
+    assert np.allclose(em.falloff(m, w, "centered")[0].numpy(), np.clip(0.5 - s / w, 0, 1), atol=1e-6)
+
+
+@needs_scipy
+def test_distance_transform_cumulative_path_matches_scipy(monkeypatch):
+    # the GPU's column pass (cumulative max/min), run on the CPU
+    monkeypatch.setattr(em, "_scan_columns", lambda device: False)
+    m = rand(3, 31, 26, seed=3) > 0.9
+    m[2] = True
+    m[2, 30, 0] = False
+    ref = per_map(nd.distance_transform_edt, m)
+    assert np.allclose(em.distance_transform(m).numpy(), ref, rtol=0, atol=1e-12)
+    assert np.allclose(em.distance_transform(m, 4.0).numpy(), np.minimum(ref, 4.0), rtol=0, atol=1e-12)
+
+
+@needs_scipy
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0, 4.4])
+@pytest.mark.parametrize("band", [8, 16])
+def test_blur_in_row_blocks_matches_scipy(sigma, band, monkeypatch):
+    # small bands: the blocked CPU path (blocks of rows, last block short, reflect rows at top and bottom)
+    monkeypatch.setattr(em, "_BAND_MIN", band)
+    for shape in [(2, 101, 37), (1, 150, 9)]:
+        x = rand(*shape, seed=shape[1])
+        ref = per_map(lambda a: nd.gaussian_filter(a, sigma, mode="reflect", truncate=4.0), x)
+        assert np.abs(em.blur(x, sigma).numpy() - ref).max() < 1e-10
+        x32 = x.float()
+        ref32 = per_map(lambda a: nd.gaussian_filter(a.astype(np.float64), sigma, mode="reflect", truncate=4.0), x32)
+        assert np.abs(em.blur(x32, sigma).numpy() - ref32).max() < 1e-5

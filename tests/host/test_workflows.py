@@ -28,7 +28,7 @@ FEWER_STEPS = {"oig_text_edit": {("BasicScheduler", "steps"): 3},
                "pixels_place_segments": {("PixelsPlaceExemplar", "scale"): 0.6, ("PixelsPlaceExemplar", "x"): 0.25,
                                          ("PixelsPlaceExemplar", "y"): 0.25, ("PixelsExemplar", "black_point"): 0.1}}
 # Widgets in pixels of the bundled 512 px pictures, scaled with them (a 24 px feather would cover a 64 px placement)
-PIXEL_WIDGETS = {("PixelsPlaceExemplar", "feather"), ("PixelsMapFromSegments", "edge_width")}
+PIXEL_WIDGETS = {("PixelsPlaceExemplar", "feather"), ("PixelsMapFromSegments", "edge_width"), ("PixelsMapBlur", "sigma")}
 
 # Released model files the shipped workflows name -> the tiny test model in the same layout (tests/host/models_*.py).
 TINY_FILES = {"wan2.1_t2v_1.3B_fp16.safetensors": "wan2.1_t2v_tiny.safetensors",
