@@ -8,7 +8,7 @@ import torch
 from pixels_core import parameterization as P
 from pixels_core import pixels as px
 from pixels_core.analytic import FiniteSetDenoiser
-from tests.core._kdiffusion import sample_dpmpp_2m
+from tests.core._kdiffusion import sample_dpmpp_2m, sample_euler_ancestral
 
 H = W = 8
 
@@ -351,22 +351,11 @@ def test_ties_go_to_the_first_exemplar():
 
 
 def test_same_seed_same_output_with_stochastic_sampler():
-    def euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
-        for i in range(len(sigmas) - 1):
-            d = model(x, sigmas[i].expand(x.shape[0]))
-            s_up = min(sigmas[i + 1], (sigmas[i + 1] ** 2 * (sigmas[i] ** 2 - sigmas[i + 1] ** 2) / sigmas[i] ** 2) ** 0.5)
-            s_down = (sigmas[i + 1] ** 2 - s_up ** 2) ** 0.5
-            x = x + (x - d) / sigmas[i] * (s_down - sigmas[i])
-            if sigmas[i + 1] > 0:
-                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_up
-        return x
-    euler_ancestral.__name__ = "sample_euler_ancestral"
-
     def once(seed):
         model, src, ex, noise, ex_noise, ramp = setup("eps", seed=6)
         g = torch.Generator().manual_seed(seed)
         ns = lambda s, sn: torch.randn(src.shape, generator=g)  # noqa: E731
-        return run(model, src, ex, ramp, noise, ex_noise, karras(8), P.EPS, sampler=euler_ancestral, noise_sampler=ns)
+        return run(model, src, ex, ramp, noise, ex_noise, karras(8), P.EPS, sampler=sample_euler_ancestral, noise_sampler=ns)
 
     assert torch.equal(once(1), once(1))
     assert not torch.equal(once(1), once(2))

@@ -6,7 +6,7 @@ import torch
 from pixels_core import parameterization as P
 from pixels_core import pixels as px
 from pixels_core.analytic import FiniteSetDenoiser
-from tests.core._kdiffusion import sample_dpmpp_2m
+from tests.core._kdiffusion import sample_dpmpp_2m, sample_euler_ancestral
 from tests.core.test_pixels import H, W, flow_sigmas, hand_release_steps, karras
 
 KINDS = ["eps", "flow"]
@@ -162,16 +162,6 @@ def test_polarities_agree_for_inverted_maps():
 
 
 def test_same_seed_same_output():
-    def euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
-        for i in range(len(sigmas) - 1):
-            d = model(x, sigmas[i].expand(x.shape[0]))
-            s_up = min(sigmas[i + 1], (sigmas[i + 1] ** 2 * (sigmas[i] ** 2 - sigmas[i + 1] ** 2) / sigmas[i] ** 2) ** 0.5)
-            s_down = (sigmas[i + 1] ** 2 - s_up ** 2) ** 0.5
-            x = x + (x - d) / sigmas[i] * (s_down - sigmas[i])
-            if sigmas[i + 1] > 0:
-                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_up
-        return x
-
     def once(seed):
         _, src, _, _, emap = setup("eps", seed=7)
         # several images the model may land on per pixel, so the noise decides where released pixels end
@@ -179,7 +169,7 @@ def test_same_seed_same_output():
         g = torch.Generator().manual_seed(seed)
         noise = torch.randn(src.shape, generator=g)
         ns = lambda s, sn: torch.randn(src.shape, generator=g)  # noqa: E731
-        return inpaint(model, src, noise, emap, karras(8), P.EPS, sampler=euler_ancestral, noise_sampler=ns), src, emap
+        return inpaint(model, src, noise, emap, karras(8), P.EPS, sampler=sample_euler_ancestral, noise_sampler=ns), src, emap
 
     a, src, emap = once(1)
     b, _, _ = once(1)

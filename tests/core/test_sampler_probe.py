@@ -9,7 +9,7 @@ import torch
 
 from pixels_core import parameterization as P
 from pixels_core import pixels as px
-from tests.core._kdiffusion import sample_dpmpp_2m
+from tests.core._kdiffusion import sample_dpmpp_2m, sample_euler_ancestral
 
 
 @pytest.fixture(autouse=True)
@@ -37,20 +37,6 @@ def sample_heun(model, x, sigmas, extra_args=None, callback=None, disable=None):
             x_2 = x + d * dt
             d_2 = to_d(x_2, sigmas[i + 1], model(x_2, sigmas[i + 1] * s_in, **extra_args))
             x = x + (d + d_2) / 2 * dt
-    return x
-
-
-def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, noise_sampler=None):
-    extra_args = extra_args or {}
-    s_in = x.new_ones([x.shape[0]])
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i] * s_in, **extra_args)
-        s, sn = sigmas[i], sigmas[i + 1]
-        up = min(sn, eta * (sn ** 2 * (s ** 2 - sn ** 2) / s ** 2) ** 0.5)
-        down = (sn ** 2 - up ** 2) ** 0.5
-        x = x + to_d(x, s, denoised) * (down - s)
-        if sn > 0:
-            x = x + noise_sampler(s, sn) * up
     return x
 
 
