@@ -11,7 +11,10 @@ run them. ``--div 1`` is the real size (use a GPU). Each configuration runs ``--
 - plain: ``clip_weight = struct_weight = 0``: one batched CFG call (cond + uncond) and a DDIM step, no grad;
 - OIG (authors): source pass + CFG call (positive row without autograd, negative row recorded, as the node runs the
   authors' negative-branch gradient) + full-resolution VAE decode + CLIP + backward;
-- OIG (cheaper decode): the same, decoding the predicted x0 shrunk to CLIP's 224 px (latent 28).
+- OIG (cheaper decode): the same, decoding the predicted x0 shrunk to CLIP's 224 px (latent 28);
+- OIG (TAESD): the authors' settings with ComfyUI's TAESD preview decoder (``comfy.taesd.taesd`` layout, 64 channels,
+  every width divided by ``--div`` as the others: 16 at the default 4) instead of the VAE decoder, at full resolution
+  and (TAESD, CLIP res) at 224 px: the node's ``clip_decode`` TAESD options.
 
 Timing is best-of-``--repeats``, interleaved. Peak memory is measured once per configuration in a fresh subprocess
 (on the CPU: resident size sampled every 2 ms, minus the size before the run, with glibc's ``MALLOC_MMAP_THRESHOLD_``
@@ -36,12 +39,29 @@ sys.path.insert(0, COMFY)
 
 import torch  # noqa: E402
 
-CONFIGS = ("plain", "oig", "oig_cheap")
+CONFIGS = ("plain", "oig", "oig_cheap", "oig_taesd", "oig_taesd_cheap")
+TAESD_TARGET = 2.5  # issue 13: the TAESD option's step at most 2.5x a plain CFG step
 
 
 def widths(div: int) -> tuple[int, int]:
     """UNet model_channels and VAE ch for ``div``, rounded to multiples of 32 (GroupNorm(32) everywhere)."""
     return max(32, math.ceil(320 / div / 32) * 32), max(32, math.ceil(128 / div / 32) * 32)
+
+
+def taesd_decoder(width: int = 64, latent_channels: int = 4):
+    """ComfyUI's TAESD decoder layout (``comfy.taesd.taesd.Decoder``) with ``width`` channels (64 = ComfyUI's own)."""
+    import torch.nn as nn
+    from comfy.taesd.taesd import Block, Clamp, conv
+    layers = [Clamp(), conv(latent_channels, width), nn.ReLU()]
+    for _ in range(3):
+        layers += [Block(width, width), Block(width, width), Block(width, width), nn.Upsample(scale_factor=2),
+                   conv(width, width, bias=False)]
+    return nn.Sequential(*layers, Block(width, width), conv(width, 3))
+
+
+def taesd_decode(decoder, z):
+    """``TAESD.decode`` (vae_shift 0, vae_scale 1) to [0, 1], as the node's TAESD options decode the model latent."""
+    return (decoder(z).sub(0.5).mul(2).float() + 1) / 2
 
 
 def use_sdpa():
@@ -63,9 +83,9 @@ def build(size: int, div: int, device, init: bool = True):
     if not init:
         with torch.device("meta"):
             return _modules(div, ops, ch, vch)
-    unet, vae, clip = _modules(div, ops, ch, vch)
+    parts = _modules(div, ops, ch, vch)
     g = torch.Generator().manual_seed(0)
-    for m in (unet, vae, clip):
+    for m in parts:
         for name, p in m.named_parameters():
             with torch.no_grad():
                 if p.ndim > 1:
@@ -75,7 +95,7 @@ def build(size: int, div: int, device, init: bool = True):
                     p.fill_(1.0 if name.endswith("weight") else 0.0)
             p.requires_grad_(False)
         m.to(device).eval()
-    return unet, vae, clip
+    return parts
 
 
 def _modules(div, ops, ch, vch):
@@ -96,9 +116,10 @@ def _modules(div, ops, ch, vch):
                                       "projection_dim": 768, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
                                       "model_type": "clip_vision_model"},
                                      None, None, ops)
-    for m in (unet, vae, clip):
+    taesd = taesd_decoder(max(8, 64 // div))
+    for m in (unet, vae, clip, taesd):
         m.requires_grad_(False)
-    return unet, vae, clip
+    return unet, vae, clip, taesd
 
 
 def flops(size: int, div: int) -> dict:
@@ -108,7 +129,7 @@ def flops(size: int, div: int) -> dict:
     + CLIP forward and backward."""
     from torch.utils.flop_counter import FlopCounterMode
     from pixels_core.oig import clip_preprocess
-    unet, vae, clip = build(size, div, torch.device("meta"), init=False)
+    unet, vae, clip, taesd = build(size, div, torch.device("meta"), init=False)
     lat = size // 8
 
     def count(fn):
@@ -124,7 +145,7 @@ def flops(size: int, div: int) -> dict:
 
     def decode_clip(latent, part):
         z = torch.randn(1, 4, latent, latent, device="meta", requires_grad=True)
-        img = vae.decode(z)
+        img = taesd_decode(taesd, z) if part == "taesd" else vae.decode(z)
         if part == "clip":
             img = img.detach().requires_grad_(True)
             with FlopCounterMode(display=False) as fc:
@@ -134,10 +155,13 @@ def flops(size: int, div: int) -> dict:
 
     t = {"unet_b1": count(lambda: unet_run(1, False)), "unet_b2": count(lambda: unet_run(2, False)),
          "unet_b1_grad": count(lambda: unet_run(1, True)), "vae_full": count(lambda: decode_clip(lat, "vae")),
-         "vae_224": count(lambda: decode_clip(min(lat, 28), "vae")), "clip": decode_clip(min(lat, 28), "clip")}
+         "vae_224": count(lambda: decode_clip(min(lat, 28), "vae")), "clip": decode_clip(min(lat, 28), "clip"),
+         "taesd_full": count(lambda: decode_clip(lat, "taesd")),
+         "taesd_224": count(lambda: decode_clip(min(lat, 28), "taesd"))}
     # source row + positive row without autograd + negative row forward and backward (the node's split call)
     guided = 2 * t["unet_b1"] + t["unet_b1_grad"] + t["clip"]
-    return {**t, "plain": t["unet_b2"], "oig": guided + t["vae_full"], "oig_cheap": guided + t["vae_224"]}
+    return {**t, "plain": t["unet_b2"], "oig": guided + t["vae_full"], "oig_cheap": guided + t["vae_224"],
+            "oig_taesd": guided + t["taesd_full"], "oig_taesd_cheap": guided + t["taesd_224"]}
 
 
 def make_model(unet, ctx_c, ctx_u, cfg=5.0):
@@ -168,7 +192,7 @@ def make_model(unet, ctx_c, ctx_u, cfg=5.0):
 
 def run_config(name, parts, size, steps, device):
     from pixels_core import oig
-    unet, vae, clip = parts
+    unet, vae, clip, taesd = parts
     model = make_model(unet, *[torch.randn(1, 77, 768, generator=torch.Generator().manual_seed(s)).to(device)
                                for s in (1, 2)])
     x = torch.randn(1, 4, size // 8, size // 8, generator=torch.Generator().manual_seed(3)).to(device) * 14.6
@@ -180,6 +204,8 @@ def run_config(name, parts, size, steps, device):
                     for m in blocks.modules() if isinstance(m, om.ResBlock)]
 
     def decode(z):
+        if name.startswith("oig_taesd"):  # TAESD decodes the model-space latent
+            return taesd_decode(taesd, z)
         return (vae.decode(z / 0.18215).float() + 1) / 2
 
     from pixels_core.oig import clip_preprocess
@@ -191,7 +217,7 @@ def run_config(name, parts, size, steps, device):
         return oig.sample_oig(model, x, sigmas, source_extra_args={"uncond": False},
                               grad_extra_args={"authors_grad": True}, decode=decode, embed_image=embed_image,
                               text_src=torch.randn(1, 768).to(device), text_tgt=torch.randn(1, 768).to(device),
-                              features=taps, clip_latent_size=28 if name == "oig_cheap" else None,
+                              features=taps, clip_latent_size=28 if name.endswith("cheap") else None,
                               cache_device="cpu")
 
 
@@ -252,7 +278,8 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-LABELS = {"plain": "plain CFG step", "oig": "OIG, authors' settings", "oig_cheap": "OIG, cheaper decode (224 px)"}
+LABELS = {"plain": "plain CFG step", "oig": "OIG, authors' settings", "oig_cheap": "OIG, cheaper decode (224 px)",
+          "oig_taesd": "OIG, TAESD decode", "oig_taesd_cheap": "OIG, TAESD at 224 px"}
 
 
 def main():
@@ -262,6 +289,8 @@ def main():
     ap.add_argument("--steps", type=int, default=1, help="steps per timed run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-flops", action="store_true", help="skip the FLOP counts")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -273,7 +302,7 @@ def main():
         print(json.dumps({"peak_mb": peak_extra_mb(lambda: run_config(a.one, parts, a.size, a.steps, device), device)}))
         return
 
-    for div in sorted({1, a.div}):
+    for div in ([] if a.no_flops else sorted({1, a.div})):
         f = flops(a.size, div)
         ch, vch = widths(div)
         print(f"FLOPs per step at {a.size} px, UNet model_channels {ch}, VAE ch {vch}, CLIP hidden {1024 // div}"
@@ -281,7 +310,8 @@ def main():
               + ", ".join(f"{k} {v:.3f}" for k, v in f.items() if k not in CONFIGS))
         for name in CONFIGS:
             print(f"  {LABELS[name]:<32}{f[name]:>8.3f} TFLOP {f[name] / f['plain']:>6.2f}x plain")
-        print(f"  cheaper decode: {f['oig'] / f['oig_cheap']:.2f}x fewer FLOPs than the authors' settings")
+        print(f"  cheaper decode: {f['oig'] / f['oig_cheap']:.2f}x fewer FLOPs than the authors' settings; "
+              f"TAESD {f['oig'] / f['oig_taesd']:.2f}x, TAESD at 224 px {f['oig'] / f['oig_taesd_cheap']:.2f}x")
 
     parts = build(a.size, a.div, device)
     ch, vch = widths(a.div)
@@ -300,19 +330,24 @@ def main():
             best[name] = min(best[name], (time.perf_counter() - t) / a.steps)
     del parts
     mem = {}
-    for name in CONFIGS:
+    for name in ([] if a.no_memory else CONFIGS):
         proc = subprocess.run([sys.executable, __file__, "--one", name, "--size", str(a.size), "--div", str(a.div),
                                "--steps", str(a.steps), "--threads", str(a.threads)],
                               capture_output=True, text=True,
                               env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         mem[name] = json.loads(line[-1])["peak_mb"] if line else float("nan")
+    mem = {n: mem.get(n, float("nan")) for n in CONFIGS}
     p = best["plain"]
     print(f"{'configuration':<34}{'s/step':>9}{'x plain':>9}{'peak MB':>10}{'x plain':>9}")
     for name in CONFIGS:
         print(f"{LABELS[name]:<34}{best[name]:>9.3f}{best[name] / p:>9.2f}{mem[name]:>10.0f}"
               f"{mem[name] / mem['plain']:>9.2f}")
-    print(f"cheaper decode speed-up over the authors' settings: {best['oig'] / best['oig_cheap']:.2f}x")
+    print(f"cheaper decode speed-up over the authors' settings: {best['oig'] / best['oig_cheap']:.2f}x; TAESD "
+          f"{best['oig'] / best['oig_taesd']:.2f}x, TAESD at 224 px {best['oig'] / best['oig_taesd_cheap']:.2f}x")
+    for name in ("oig_taesd", "oig_taesd_cheap"):
+        print(f"target {LABELS[name]} <= {TAESD_TARGET}x plain (measured): {best[name] / p:.2f}x -> "
+              f"{'met' if best[name] / p <= TAESD_TARGET else 'NOT met'}")
     print(f"targets (measured): OIG <= 3x plain -> {'met' if best['oig'] / p <= 3 else 'NOT met'}; "
           f"cheaper >= 1.5x faster -> {'met' if best['oig'] / best['oig_cheap'] >= 1.5 else 'NOT met'}")
 

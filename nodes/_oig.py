@@ -1,5 +1,5 @@
 """OIG host adapters: the model checks, CLIP text and image embeddings in the shared CLIP space, UNet feature taps,
-gradient-safe copies of the VAE decoder and the CLIP vision tower, and the authors' negative-branch gradient as a
+gradient-safe copies of the VAE decoder (or ComfyUI's TAESD preview decoder) and the CLIP vision tower, and the authors' negative-branch gradient as a
 model wrapper. Nothing here changes a shared model: weights are copied, wrappers live on a copy of the options.
 
 The paper: Lee, Kang, Han, "Diffusion-Based Conditional Image Editing through Optimized Inference with Guidance",
@@ -149,6 +149,37 @@ class GradCopy:
 
 def vae_decode(first_stage_model, latent):
     return first_stage_model.decode(latent)
+
+
+TAESD_REPO = "https://github.com/madebyollin/taesd"
+
+
+def taesd_decoder(model):
+    """ComfyUI's TAESD preview decoder for the model's latent format (SD1.x/SD2: ``taesd_decoder``, SDXL:
+    ``taesdxl_decoder``), found in ``models/vae_approx`` and built as ``latent_preview.get_previewer`` builds it
+    (``comfy.taesd.taesd.TAESD(None, path, latent_channels)``, ComfyUI 0.3.64 and 0.8.0 alike). It decodes the
+    model-space latent (no ``process_latent_out``) to an image in [-1, 1]. A missing file is a clear ValueError."""
+    import folder_paths
+    from comfy.taesd.taesd import TAESD
+
+    fmt = model.model.latent_format
+    name = getattr(fmt, "taesd_decoder_name", None)
+    if name is None:
+        raise ValueError(f"clip_decode: ComfyUI has no TAESD decoder for this model's latent format "
+                         f"({type(fmt).__name__}); choose a VAE decode")
+    found = next((f for f in folder_paths.get_filename_list("vae_approx") if f.startswith(name)), None)
+    path = folder_paths.get_full_path("vae_approx", found) if found else None
+    if not path:
+        folders = folder_paths.get_folder_paths("vae_approx")
+        raise ValueError(f"clip_decode: the TAESD option needs ComfyUI's preview decoder {name}.safetensors (or "
+                         f"{name}.pth) in models/vae_approx ({', '.join(folders) or 'no vae_approx folder'}), and it "
+                         f"is not there. Download {name}.pth from {TAESD_REPO} (raw file: "
+                         f"{TAESD_REPO}/raw/main/{name}.pth) into that folder, or choose a VAE decode")
+    return TAESD(None, path, latent_channels=fmt.latent_channels)
+
+
+def taesd_decode(taesd, latent):
+    return taesd.decode(latent)
 
 
 def clip_vision_embed(model, pixel_values):

@@ -14,11 +14,21 @@ import comfy.samplers
 
 from ..pixels_core import oig as core
 from . import _session as session
-from ._oig import (GradCopy, _detached, check_model, check_vae, clip_vision_embed, resblock_modules, text_embedding,
-                   text_tower, vae_decode, vision_embed_dim, with_negative_branch_gradient)
+from ._oig import (GradCopy, _detached, check_model, check_vae, clip_vision_embed, resblock_modules, taesd_decode,
+                   taesd_decoder, text_embedding, text_tower, vae_decode, vision_embed_dim,
+                   with_negative_branch_gradient)
 
 CATEGORY = "PIXELS/OIG"
-DECODES = ["full resolution (paper)", "CLIP resolution (faster)"]
+# appended values only: saved workflows keep their meaning. TAESD = ComfyUI's preview decoder (models/vae_approx)
+DECODES = ["full resolution (paper)", "CLIP resolution (faster)", "TAESD preview decoder (faster)",
+           "TAESD at CLIP resolution (fastest)"]
+TAESD_DECODES = DECODES[2:]
+CLIP_RESOLUTION = (DECODES[1], DECODES[3])
+DECODE_TIP = ("How the predicted x0 is decoded for the CLIP term. 'full resolution (paper)': the model's VAE decoder. "
+              "'CLIP resolution': the latent is shrunk to CLIP's input size first (much cheaper decode and backward). "
+              "'TAESD': ComfyUI's small preview decoder instead of the VAE (models/vae_approx/taesd_decoder for SD1.x "
+              "and SD2, taesdxl_decoder for SDXL, from github.com/madebyollin/taesd), at full or CLIP resolution: "
+              "cheaper still. All but the first are approximations beyond the paper.")
 STARTS = ["invert the source latent (image edit)", "latent + noise (generated source)"]
 GRADIENTS = ["negative branch (authors' code)", "both CFG branches"]
 INVERSIONS = {"authors (pix2pix-zero, N-2 steps)": "authors", "exact (N steps, refined)": "exact"}
@@ -45,7 +55,7 @@ class OIGGuider(session.BranchGuider):
     """Guider whose sampling runs OIG's two passes: the ``source`` branch (source prompt alone, CFG 1) caches the
     features, then the ``target`` branch (target prompt, the source as negative by default) takes the guided steps."""
 
-    def __init__(self, model, vae, clip_vision, text_src, text_tgt, settings: dict):
+    def __init__(self, model, vae, clip_vision, text_src, text_tgt, settings: dict, taesd=None):
         patched = model.clone()
         for name, m in patched.model.named_modules():
             if name.startswith("diffusion_model.") and hasattr(m, "comfy_cast_weights"):
@@ -56,6 +66,7 @@ class OIGGuider(session.BranchGuider):
         self.vae, self.clip_vision = vae, clip_vision
         self.text_src, self.text_tgt = text_src, text_tgt
         self.settings = dict(settings)
+        self.taesd = taesd  # ComfyUI's TAESD preview decoder when clip_decode asks for it
 
     def set_oig_conds(self, source, target, negative, cfg):
         self.set_branches("target", {"target": (target, source if negative is None else negative, None),
@@ -90,11 +101,15 @@ class OIGGuider(session.BranchGuider):
             kw = {}
             if s["clip_weight"] > 0:
                 vae, cv = self.vae, self.clip_vision
-                decoder = GradCopy(vae.first_stage_model, vae_decode, device)
+                taesd = self.taesd if s["clip_decode"] in TAESD_DECODES else None
+                if taesd is not None:  # TAESD decodes the model-space latent, as ComfyUI's previews do
+                    decoder = GradCopy(taesd, taesd_decode, device)
+                else:
+                    decoder = GradCopy(vae.first_stage_model, vae_decode, device)
                 embedder = GradCopy(cv.model, clip_vision_embed, device)
 
                 def decode(z):
-                    img = decoder(base.process_latent_out(z).to(decoder.dtype))
+                    img = decoder((z if taesd is not None else base.process_latent_out(z)).to(decoder.dtype))
                     return (img.float() + 1.0) / 2.0
 
                 def embed_image(img):
@@ -102,7 +117,7 @@ class OIGGuider(session.BranchGuider):
                     return embedder(px.to(embedder.dtype)).float()
 
                 latent_size = None
-                if s["clip_decode"] == DECODES[1]:
+                if s["clip_decode"] in CLIP_RESOLUTION:
                     latent_size = math.ceil(cv.image_size / vae.spacial_compression_decode())
                 kw.update(decode=decode, embed_image=embed_image, clip_latent_size=latent_size,
                           text_src=self.text_src.clone().to(device), text_tgt=self.text_tgt.clone().to(device))
@@ -187,10 +202,7 @@ class PixelsOIGGuider(io.ComfyNode):
                 io.Float.Input("step_scale", default=1.0, min=0.0, max=100.0, step=0.05,
                                tooltip="Multiplies the authors' step sizes eta_i (1 = paper). Raising it takes bigger "
                                        "guidance steps: a stronger effect, with a risk of artefacts."),
-                io.Combo.Input("clip_decode", options=DECODES, default=DECODES[0],
-                               tooltip="How the predicted x0 is decoded for the CLIP term: at full resolution (paper) or "
-                                       "shrunk to CLIP's input size first (much cheaper decode and backward; an "
-                                       "approximation beyond the paper)."),
+                io.Combo.Input("clip_decode", options=DECODES, default=DECODES[0], tooltip=DECODE_TIP),
                 io.Combo.Input("start", options=STARTS, default=STARTS[0],
                                tooltip="Where both passes start. Image edit (paper, real images): the latent_image is "
                                        "VAEEncode of the source image; it is DDIM-inverted with the source prompt "
@@ -227,14 +239,16 @@ class PixelsOIGGuider(io.ComfyNode):
         for name, value, options in (("clip_decode", clip_decode, DECODES), ("start", start, STARTS),
                                      ("gradient", gradient, GRADIENTS), ("inversion", inversion, INVERSIONS)):
             session.choice(name, value, options)
-        texts = [None, None]
+        texts, taesd = [None, None], None
         if clip_weight > 0:
             key, tower = text_tower(clip, vision_embed_dim(clip_vision))
             texts = [text_embedding(clip, key, tower, t) for t in (source_text, target_text)]
+            if clip_decode in TAESD_DECODES:
+                taesd = taesd_decoder(model)
         settings = dict(clip_weight=clip_weight, struct_weight=struct_weight, beta_p=beta_p, beta_f=beta_f,
                         step_scale=step_scale, clip_decode=clip_decode, start=start, gradient=gradient,
                         inversion=inversion)
-        guider = OIGGuider(model, vae, clip_vision, *texts, settings)
+        guider = OIGGuider(model, vae, clip_vision, *texts, settings, taesd)
         guider.set_oig_conds(source, target, negative, cfg)
         return io.NodeOutput(guider)
 

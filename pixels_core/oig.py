@@ -208,6 +208,30 @@ def latent_for_clip(x0: torch.Tensor, latent_size: int | None) -> torch.Tensor:
     return F.interpolate(x0, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def clip_term_gradient(x0: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor],
+                       embed_image: Callable[[torch.Tensor], torch.Tensor], text_src: torch.Tensor,
+                       text_tgt: torch.Tensor, beta_p: float = BETA_P,
+                       clip_latent_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(d L_clip / d x0, L_clip)`` per sample at the predicted latent ``x0``, through the decoder ``decode``.
+
+    The CLIP term of :func:`sample_oig` on its own (same shrink, decode, embedding and hinge), to compare decoders:
+    the full VAE decoder (the paper) against a cheaper one such as ComfyUI's TAESD preview decoder (beyond the paper).
+    An inactive hinge gives a zero gradient."""
+    with torch.enable_grad():
+        z = x0.detach().clone().requires_grad_(True)
+        loss = clip_triplet_loss(embed_image(decode(latent_for_clip(z, clip_latent_size))), text_src, text_tgt, beta_p)
+        grad = torch.autograd.grad(loss.sum(), z, allow_unused=True)[0] if loss.requires_grad else None
+    return (torch.zeros_like(z) if grad is None else grad.detach()), loss.detach()
+
+
+def direction_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample cosine between two guidance directions (e.g. :func:`clip_term_gradient` through two decoders):
+    1 = the same direction. A zero direction on either side gives 0."""
+    if a.shape != b.shape:
+        raise ValueError(f"direction_cosine: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+    return F.cosine_similarity(a.detach().flatten(1).double(), b.detach().flatten(1).double(), dim=1, eps=1e-30)
+
+
 # ----------------------------------------------------------------------------------------------
 # Feature taps
 # ----------------------------------------------------------------------------------------------
@@ -319,7 +343,9 @@ def sample_oig(model, x, sigmas, extra_args=None, callback=None, disable=None, *
     target pass (the host's CFG with the target prompt), ``source_extra_args`` the source pass (default: the same).
     With ``clip_weight = struct_weight = 0`` this is plain DDIM/Euler sampling with ``model`` and the source pass is
     skipped. ``callback`` gets the target pass's steps (k-diffusion keys plus ``"loss"``), ``source_callback`` the
-    source pass's. ``clip_latent_size`` enables the cheaper CLIP decode (:func:`latent_for_clip`);
+    source pass's. ``decode`` is any differentiable decoder of the predicted latent: the model's VAE decoder (the
+    paper) or a cheaper stand-in such as ComfyUI's TAESD preview decoder (beyond the paper; compare them with
+    :func:`clip_term_gradient`). ``clip_latent_size`` enables the cheaper CLIP decode (:func:`latent_for_clip`);
     ``cache_device`` is where the source features wait for their step (the authors keep them on the CPU).
     ``invert=True``: ``x`` is the clean source latent; it is first DDIM-inverted with ``source_extra_args``
     (guidance 1 as the authors' inversion) and both passes start from the result. ``inversion`` picks how

@@ -6,6 +6,7 @@
   768-wide text projection: full size, random weights (fp16, about 600 MB).
 - ``text_encoders/clip_l.safetensors``: a CLIP-L text encoder *with* ``text_projection.weight`` (SD1.x checkpoints
   carry no text projection, so OIG's SD1.5 workflow loads this with CLIPLoader), random weights (fp16, about 250 MB).
+- ``vae_approx/taesd_decoder.safetensors``: ComfyUI's TAESD preview decoder for SD1.x latents (random weights, 2.4 MB).
 
 Weights: normal(0, 0.02) for matrices and embeddings, ones/zeros for layer norms, from a fixed seed.
 """
@@ -105,7 +106,23 @@ def build_tiny_sd15_checkpoint(path) -> None:
     save_file(sd, str(path))
 
 
+def build_taesd_decoder(path) -> None:
+    """``vae_approx/taesd_decoder.safetensors``: ComfyUI's TAESD decoder layout (``comfy.taesd.taesd.Decoder``, the
+    keys of madebyollin's ``taesd_decoder`` file: ``1.weight``, ``3.conv.0.weight``, ...) with random weights, for the
+    OIG guider's TAESD options. Only the SD1.x decoder: an SDXL model finds no ``taesdxl_decoder`` (the missing-file
+    message is tested)."""
+    from comfy.taesd.taesd import Decoder
+
+    g = torch.Generator().manual_seed(6065)
+    sd = {}
+    for name, v in Decoder(latent_channels=4).state_dict().items():
+        sd[name] = (torch.randn(v.shape, generator=g) / max(1, v[0].numel()) ** 0.5 if v.ndim > 1
+                    else torch.zeros(v.shape)).half()
+    save_file(sd, str(path))
+
+
 MODELS = {
+    "vae_approx/taesd_decoder.safetensors": build_taesd_decoder,
     "clip_vision/clip-vit-large-patch14.safetensors": build_clip_vision_vit_l14,
     "text_encoders/clip_l.safetensors": build_clip_l_text,
 }

@@ -50,6 +50,10 @@ def test_oig_guider_is_registered_with_tooltips(comfy):
     for name in ("model", "source", "target", "clip", "clip_vision", "vae", "clip_decode", "start", "gradient"):
         assert name in req and req[name][-1].get("tooltip"), name
     assert req["clip_decode"][-1]["default"] == "full resolution (paper)"  # cheaper decode is opt-in
+    kind, opts = req["clip_decode"][0], req["clip_decode"][-1]
+    assert opts.get("options", kind) == ["full resolution (paper)", "CLIP resolution (faster)",  # appended values
+                                         "TAESD preview decoder (faster)", "TAESD at CLIP resolution (fastest)"]
+    assert "vae_approx" in req["clip_decode"][-1]["tooltip"]
     assert req["clip_weight"][-1]["default"] == 0.1 and req["struct_weight"][-1]["default"] == 1.0
     assert req["beta_p"][-1]["default"] == 0.5 and req["beta_f"][-1]["default"] == 2.5
 
@@ -78,6 +82,22 @@ def test_oig_cheaper_decode_full_gradient_and_generated_source(comfy):
     g["11"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 61}}
     g["21"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
     assert len(comfy_client.output_images(comfy.run(g))) == 1
+
+
+def test_oig_taesd_decode_runs_with_backward_through_the_preview_decoder(comfy, cat):
+    """The TAESD options (models/vae_approx/taesd_decoder.safetensors from models_oig.py) move the latent, and not as
+    the VAE decode does: the CLIP term's gradient came through ComfyUI's TAESD decoder."""
+    plain = comfy.download(comfy_client.output_images(comfy.run(graph(steps=1, struct_weight=0.0, clip_weight=0.0)))[0])
+    images = {}
+    for decode in ("full resolution (paper)", "TAESD preview decoder (faster)", "TAESD at CLIP resolution (fastest)"):
+        out = comfy_client.output_images(comfy.run(graph(steps=1, struct_weight=0.0, clip_weight=50.0,
+                                                         clip_decode=decode)))
+        assert len(out) == 1
+        images[decode] = comfy.download(out[0])
+    assert len({plain, *images.values()}) == 4, "a TAESD decode changed nothing, or the same as another decode"
+    log = comfy.log()
+    assert "Inference tensors cannot be saved for backward" not in log
+    assert "element 0 of tensors does not require grad" not in log
 
 
 def test_inverting_an_empty_latent_is_a_clear_error(comfy):
@@ -181,6 +201,26 @@ ADAPTERS = textwrap.dedent('''
     out["split_calls"] = calls
     out["split_value_error"] = float((y - (x * 3 + (t + ctx[:, 0] + y_adm[:, 0])[:, None, None, None])).abs().max())
     out["split_grad"] = [g[:2].unique().tolist(), g[2:].unique().tolist()]
+    # ComfyUI's TAESD preview decoder: found in vae_approx as latent_preview finds it, or a clear message
+    import folder_paths, tempfile
+    import comfy.latent_formats
+    def fmt_model(fmt):
+        return types.SimpleNamespace(model=types.SimpleNamespace(latent_format=fmt))
+    exts = folder_paths.folder_names_and_paths["vae_approx"][1]
+    folder_paths.folder_names_and_paths["vae_approx"] = ([tempfile.mkdtemp()], exts)
+    folder_paths.filename_list_cache.clear()
+    out["taesd_missing_sdxl"] = err(n.taesd_decoder, fmt_model(comfy.latent_formats.SDXL()))
+    out["taesd_missing_sd15"] = err(n.taesd_decoder, fmt_model(comfy.latent_formats.SD15()))
+    folder_paths.folder_names_and_paths["vae_approx"] = ([sys.argv[2] + "/vae_approx"], exts)
+    folder_paths.filename_list_cache.clear()
+    taesd = n.taesd_decoder(fmt_model(comfy.latent_formats.SD15()))
+    copy = n.GradCopy(taesd, n.taesd_decode, "cpu")
+    z = torch.randn(1, 4, 8, 8, requires_grad=True)
+    img = copy(z)
+    (gz,) = torch.autograd.grad(img.square().sum(), z)
+    out["taesd_shape"] = list(img.shape)
+    out["taesd_grad"] = float(gz.abs().sum())
+    out["taesd_matches_comfy"] = float((img.detach() - taesd.decode(z.detach())).abs().max())
     opts = {"model_options": {"transformer_options": {}}}
     n.with_negative_branch_gradient(opts)
     out["shared_untouched"] = opts["model_options"] == {"transformer_options": {}}
@@ -189,12 +229,12 @@ ADAPTERS = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def adapters(comfy):
+def adapters(comfy, models_dir):
     """Run the adapter checks in a ComfyUI subprocess (the pack imported as a package, as ComfyUI does)."""
     env = dict(os.environ)
     comfyui = os.environ["COMFYUI_PATH"]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (comfyui, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-c", ADAPTERS, str(REPO)], cwd=comfyui, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", ADAPTERS, str(REPO), str(models_dir)], cwd=comfyui, env=env, capture_output=True,
                           text=True, timeout=300)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     assert proc.returncode == 0 and line, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -207,6 +247,16 @@ def test_adapter_messages(adapters):
     assert "missing or uninitialised" in adapters["zeroed"] and "CLIPLoader" in adapters["zeroed"]
     assert "no projection" in adapters["no_proj"]
     assert "connect the checkpoint's VAE" in adapters["no_vae"]
+
+
+def test_taesd_decoder_is_comfyuis_and_a_missing_file_is_named(adapters):
+    sdxl = adapters["taesd_missing_sdxl"]
+    assert "taesdxl_decoder.safetensors" in sdxl and "models/vae_approx" in sdxl, sdxl
+    assert "https://github.com/madebyollin/taesd/raw/main/taesdxl_decoder.pth" in sdxl, sdxl
+    assert "taesd_decoder.safetensors" in adapters["taesd_missing_sd15"]
+    assert adapters["taesd_shape"] == [1, 3, 64, 64]  # 8x upsampling, RGB
+    assert adapters["taesd_grad"] > 0  # the gradient flows through the decoder to the latent
+    assert adapters["taesd_matches_comfy"] < 1e-5  # the private copy decodes as ComfyUI's TAESD.decode
 
 
 def test_resblock_taps_cover_sd15_and_the_one_level_test_unet(adapters):
