@@ -5,10 +5,12 @@ Xemplar-based Editing with Latent Surgery" (Algorithm 1); the maths is in ``pixe
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 
+import comfy.model_base
 import comfy.samplers
 
 from ..pixels_core import masks
@@ -53,8 +55,112 @@ def inpaint_map_to_paper(mask: torch.Tensor, polarity: str) -> torch.Tensor:
     return mask if polarity == INPAINT_POLARITIES[0] else 1.0 - mask
 
 
+# How an inpainting checkpoint's concat conditioning (mask + masked image) is treated (the pack's own rule, beyond
+# the paper): re-made each step for the pixels that step releases, or left as the conditioning made it.
+INPAINT_CONCAT = ["follow the release (per step)", "as conditioned (fixed)"]
+INPAINT_CONCAT_TIP = ("For inpainting checkpoints (SD1.5 / SD2 / SDXL inpainting UNets, Flux Fill), which see a mask "
+                      "and the masked image besides the latent. 'follow the release' (default): at every step the "
+                      "mask is exactly the pixels PIXELS has released so far and the masked image is the source "
+                      "with those pixels greyed out (as InpaintModelConditioning would make them, VAE-encoded once "
+                      "per distinct mask), so the model fills what is released and sees the rest as the source. "
+                      "'as conditioned': the mask and image your conditioning carries (e.g. from "
+                      "InpaintModelConditioning) stay fixed for all steps. Ignored for other models.")
+
+
+def inpaint_checkpoint(base) -> bool:
+    """True for a model whose concat conditioning is an inpaint mask and masked image: SD1.x/SD2/SDXL inpainting
+    UNets (ComfyUI's ``concat_keys`` ``mask``/``masked_image``, from a 9-channel input) and Flux Fill (a Flux whose
+    ``img_in`` takes the latent, the masked image's latent and 64 mask channels)."""
+    keys = tuple(getattr(base, "concat_keys", ()) or ())
+    if "mask" in keys and "masked_image" in keys:
+        return True
+    if isinstance(base, comfy.model_base.Flux):
+        cfg = base.model_config.unet_config
+        try:
+            dm = base.diffusion_model
+            channels = dm.img_in.weight.shape[1] // (dm.patch_size * dm.patch_size)
+        except AttributeError:
+            channels = cfg.get("in_channels", 0)
+        return channels > 2 * cfg.get("out_channels", 16)
+    return False
+
+
+class ConcatFollower:
+    """Makes an inpainting checkpoint's concat conditioning follow PIXELS' release.
+
+    Before each model evaluation of step ``i`` (``on_step``, called by ``pixels_core.pixels.sample_pixels``) the
+    mask becomes that step's released latent pixels on the pixel grid, the masked image the source with them greyed
+    out (``pixels_core.pixels.inpaint_inputs``, what InpaintModelConditioning makes of a 0/1 mask), VAE-encoded once
+    per distinct mask and laid out by the model's own ``concat_cond`` (so SD's [mask, image] and Flux Fill's
+    [image, 8x8-packed mask] both come out as ComfyUI builds them). ``wrap`` installs a ``model_function_wrapper``
+    that swaps ``c_concat`` in (around any wrapper the model already has)."""
+
+    def __init__(self, base, vae, pixels: torch.Tensor, latent_shape):
+        self.base, self.vae, self.pixels, self.shape = base, vae, pixels, tuple(latent_shape)
+        self.released = None
+        self.concat = None
+        self.encodes = 0
+
+    def on_step(self, i, held):
+        released = (1.0 - held).float().cpu()
+        if self.released is not None and torch.equal(self.released, released):
+            return
+        masked, mask = core.inpaint_inputs(self.pixels, released)
+        latent = self.vae.encode(masked)
+        noise = torch.zeros(self.shape)
+        self.concat = self.base.concat_cond(noise=noise, concat_latent_image=latent, concat_mask=mask,
+                                            device=torch.device("cpu"))
+        self.released = released
+        self.encodes += 1
+
+    def wrap(self, model_options: dict) -> dict:
+        prev = model_options.get("model_function_wrapper")
+
+        def follow_release(apply_model, args):
+            c = args["c"]
+            if self.concat is not None and "c_concat" in c:
+                old = c["c_concat"]
+                b = self.concat.shape[0]
+                new = self.concat.to(old.device, old.dtype)
+                if old.shape[0] % b == 0:
+                    new = torch.cat([new] * (old.shape[0] // b))
+                if new.shape != old.shape:
+                    raise ValueError(f"PIXELS: the inpainting model's concat conditioning is {tuple(old.shape)} but the "
+                                     f"release gives {tuple(new.shape)}; area-limited conditioning (Conditioning Set "
+                                     f"Area) is not supported with inpainting checkpoints: set inpaint_concat to "
+                                     f"'{INPAINT_CONCAT[1]}' or remove the area")
+                args = {**args, "c": {**c, "c_concat": new}}
+            if prev is not None:
+                return prev(apply_model, args)
+            return apply_model(args["input"], args["timestep"], **args["c"])
+
+        return {**model_options, "model_function_wrapper": follow_release}
+
+
+def _source_pixels(base, vae, source, pixels):
+    """The source image for an inpainting checkpoint's masked image, on the latent grid times the VAE ratio: the
+    node's source image (centre-cropped as VAE Encode crops it) or, without one, the source latent decoded once."""
+    if vae is None:
+        raise ValueError("vae: this model is an inpainting checkpoint (it is conditioned on a mask and the masked "
+                         "image), and PIXELS re-makes that image at every step from the source: connect the model's "
+                         "VAE to the PIXELS sampler's vae input, or set inpaint_concat to "
+                         f"'{INPAINT_CONCAT[1]}'")
+    h, w = source.shape[-2], source.shape[-1]
+    if pixels is None:
+        pixels = vae.decode(base.process_latent_out(source.float().cpu()))
+    pixels = pixels[..., :3].float().cpu()
+    r = pixels.shape[1] // h
+    H, W = h * r, w * r
+    y0, x0 = (pixels.shape[1] - H) // 2, (pixels.shape[2] - W) // 2
+    pixels = pixels[:, y0:y0 + H, x0:x0 + W]
+    if pixels.shape[0] == 1 and source.shape[0] > 1:
+        pixels = pixels.expand(source.shape[0], -1, -1, -1)
+    return pixels
+
+
 def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source", record=None, edit_map=None,
-                 map_name: str = "edit_map", map_hint: str = ""):
+                 map_name: str = "edit_map", map_hint: str = "", vae=None, source_pixels=None,
+                 inpaint_concat: str = INPAINT_CONCAT[0]):
     """A ComfyUI SAMPLER (KSAMPLER) running PIXELS around ``inner`` (a KSAMPLER such as KSamplerSelect's).
 
     ``record``: an optional dict that receives ``"kept"``, the never-released latent pixels of the last run.
@@ -62,7 +168,12 @@ def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source"
     paper's polarity; ``map_name``/``map_hint`` name it in errors) or, when that is None, the latent's noise mask
     (Set Latent Noise Mask: white = change, read as ``1 - mask``, on the latent grid ComfyUI fitted it to). The noise
     mask is then taken out of ComfyUI's inpaint blend (and out of any DifferentialDiffusion patch on the model): the
-    map is Algorithm 1's alone."""
+    map is Algorithm 1's alone.
+
+    Inpainting checkpoints (:func:`inpaint_checkpoint`) with ``inpaint_concat`` "follow the release": their mask and
+    masked image follow the release at every step (:class:`ConcatFollower`), from ``source_pixels`` (the node's
+    source image) or the source latent decoded once by ``vae``."""
+    session.choice("inpaint_concat", inpaint_concat, INPAINT_CONCAT)
     inner_fn = inner.sampler_function
     inner_opts = dict(getattr(inner, "extra_options", {}) or {})
 
@@ -130,11 +241,22 @@ def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source"
                                  "edit_map to the PIXELS node, or give the latent a noise mask (Set Latent Noise Mask, "
                                  "white = change), or connect PIXELS Exemplar nodes to exemplars")
             maps.append(m.to(x.device, x.dtype))
+        follower = None
+        if inpaint_concat == INPAINT_CONCAT[0] and frames is None and inpaint_checkpoint(base):
+            follower = ConcatFollower(base, vae, _source_pixels(base, vae, source, source_pixels), source.shape)
+            extra_args = dict(extra_args or {})
+            extra_args["model_options"] = follower.wrap(extra_args.get("model_options") or {})
         noise_sampler = pxnoise.ItemNoiseSampler(noise, seed, "pixels ancestral")
         z = core.sample_pixels(model, x, sigmas, extra_args, callback, disable, source=source, noise=noise,
                                exemplars=latents, exemplar_noises=noises, edit_maps=maps, add_noise=add_noise,
                                sampler=inner_fn, sampler_options=inner_opts, curve=curve, gamma=gamma,
-                               noise_sampler=noise_sampler, final=final, map_name=name, map_hint=hint)
+                               noise_sampler=noise_sampler, final=final, map_name=name, map_hint=hint,
+                               on_step=None if follower is None else follower.on_step)
+        if follower is not None:
+            logging.info("PIXELS: inpainting model (%s): its mask and masked image followed the release (%d distinct "
+                         "masks, one VAE encode each)", type(base).__name__, follower.encodes)
+            if record is not None:
+                record["concat_encodes"] = follower.encodes
         if record is not None:
             record["kept"] = core.never_released(core.compose_maps(maps)[0], len(sigmas) - 1, curve, gamma).cpu()
         return z

@@ -14,8 +14,8 @@ from ..pixels_core import masks
 from ..pixels_core import pixels as core
 from . import _session as session
 from ._common import check_image, check_latent, decode_frames, latent_ratio
-from ._pixels import (DEFAULT_BLACK_POINT, INPAINT_POLARITIES, POLARITIES, encode_exemplars, inpaint_map_to_paper,
-                      make_sampler, map_to_paper)
+from ._pixels import (DEFAULT_BLACK_POINT, INPAINT_CONCAT, INPAINT_CONCAT_TIP, INPAINT_POLARITIES, POLARITIES,
+                      encode_exemplars, inpaint_map_to_paper, make_sampler, map_to_paper)
 
 CATEGORY = "PIXELS/progressive editing"
 Exemplars = io.Custom("PIXELS_EXEMPLARS")
@@ -65,6 +65,11 @@ def _inpaint_inputs(noise_mask: bool):
         io.Combo.Input("map_polarity", options=INPAINT_POLARITIES, default=INPAINT_POLARITIES[0], optional=True,
                        tooltip=MAP_POLARITY_TIP),
     ]
+
+
+def _concat_input():
+    return io.Combo.Input("inpaint_concat", options=INPAINT_CONCAT, default=INPAINT_CONCAT[0], optional=True,
+                          tooltip=INPAINT_CONCAT_TIP)
 
 
 def _inpaint_map(exemplars, edit_map, map_polarity, node: str):
@@ -153,23 +158,27 @@ class PixelsProgressiveSampler(io.ComfyNode):
                                         "for progressive soft inpainting (edit_map or the latent's noise mask)."),
                 io.Vae.Input("vae", optional=True,
                              tooltip="VAE that encodes the exemplar images (the one that encoded the source). "
-                                     "Exemplars must already be the source's size here. Not needed without exemplars."),
+                                     "Exemplars must already be the source's size here. Not needed without exemplars, "
+                                     "except for inpainting checkpoints (SD inpainting, Flux Fill), whose masked "
+                                     "image it re-encodes as the release proceeds."),
                 *_curve_inputs(),
                 _kept_input(),
                 *_inpaint_inputs(noise_mask=True),
+                _concat_input(),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
     def execute(cls, sampler, curve, gamma, exemplars=None, vae=None, kept_pixels=None, edit_map=None,
-                map_polarity=None) -> io.NodeOutput:
+                map_polarity=None, inpaint_concat=None) -> io.NodeOutput:
         emap = _inpaint_map(exemplars, edit_map, map_polarity, "PIXELS Progressive Sampler")
         if exemplars and vae is None:
             raise ValueError("vae: connect the model's VAE (the one that encoded the source) to encode the exemplars")
         encoded = encode_exemplars(vae, exemplars) if exemplars else []
         return io.NodeOutput(make_sampler(sampler, encoded, curve, gamma, _final(kept_pixels), edit_map=emap,
-                                          map_hint=_map_hint(map_polarity)))
+                                          map_hint=_map_hint(map_polarity), vae=vae,
+                                          inpaint_concat=inpaint_concat or INPAINT_CONCAT[0]))
 
 
 class PixelsProgressiveEdit(io.ComfyNode):
@@ -209,13 +218,15 @@ class PixelsProgressiveEdit(io.ComfyNode):
                 *_curve_inputs(),
                 _kept_input(),
                 *_inpaint_inputs(noise_mask=False),
+                _concat_input(),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, vae, source, seed, steps, cfg, sampler_name, scheduler, denoise, curve,
-                gamma, exemplars=None, kept_pixels=None, edit_map=None, map_polarity=None) -> io.NodeOutput:
+                gamma, exemplars=None, kept_pixels=None, edit_map=None, map_polarity=None,
+                inpaint_concat=None) -> io.NodeOutput:
         emap = _inpaint_map(exemplars, edit_map, map_polarity, "PIXELS Progressive Edit")
         if not exemplars and emap is None:
             raise ValueError("exemplars: connect at least one PIXELS Exemplar, or connect an edit_map for progressive "
@@ -226,7 +237,8 @@ class PixelsProgressiveEdit(io.ComfyNode):
         encoded = encode_exemplars(vae, exemplars, size=tuple(source.shape[1:3])) if exemplars else []
         record = {}
         sampler = make_sampler(comfy.samplers.sampler_object(sampler_name), encoded, curve, gamma, final, record,
-                               edit_map=emap, map_hint=_map_hint(map_polarity))
+                               edit_map=emap, map_hint=_map_hint(map_polarity), vae=vae, source_pixels=source,
+                               inpaint_concat=inpaint_concat or INPAINT_CONCAT[0])
         src = comfy.sample.fix_empty_latent_channels(model, src)
         guider = comfy.samplers.CFGGuider(model)
         guider.set_conds(positive, negative)

@@ -310,7 +310,7 @@ def euler_step_sampler(model, x, sigmas, extra_args=None, callback=None, disable
 def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None, *, source, noise,
                   exemplars, exemplar_noises, edit_maps, add_noise=None, param="eps", sampler=None,
                   sampler_options=None, curve="linear", gamma=1.0, mode="auto", noise_sampler=None, final="source",
-                  map_name="edit map", map_hint=""):
+                  map_name="edit map", map_hint="", on_step=None):
     """PIXELS progressive sampling (Algorithm 1) with K exemplars in one pass.
 
     **K = 0** (``exemplars`` and ``exemplar_noises`` empty, ``edit_maps`` one map): progressive soft inpainting.
@@ -318,6 +318,10 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     source; so released pixels start from the source noised to ``sigmas[0]``, as Differential Diffusion's do), line 15
     re-inserts the source noised to the current sigma where the map still holds, the model fills the released pixels.
     ``map_name``/``map_hint`` name the map's input and what to do in the errors for a map that inpaints nothing.
+
+    ``on_step``: an optional ``on_step(i, held)`` called before every model evaluation of step ``i`` with that step's
+    held mask (1 = the pixel is re-inserted from the source, 0 = released to the model; latent grid, ``x``'s dtype).
+    A host uses it to make conditioning follow the release (an inpainting checkpoint's mask and masked image).
 
     ``x`` is the noised source at ``sigmas[0]`` (as the host made it); ``source``/``noise`` are the clean
     source latent and its one noise draw; ``exemplars``/``exemplar_noises``/``edit_maps`` are K clean
@@ -382,10 +386,11 @@ def sample_pixels(model, x, sigmas, extra_args=None, callback=None, disable=None
     if mode == "auto":
         mode = "stepwise" if is_single_step(sampler, sampler_options, model, noise_sampler is not None) else "wrapped"
     if mode == "stepwise":
-        z = _stepwise(model, z, sigmas, extra_args, callback, sampler, sampler_options, held, renoise, noise_sampler)
+        z = _stepwise(model, z, sigmas, extra_args, callback, sampler, sampler_options, held, renoise, noise_sampler,
+                      on_step)
     elif mode == "wrapped":
         z = _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, sampler_options, held, renoise,
-                     source, noise, add_noise, noise_sampler)
+                     source, noise, add_noise, noise_sampler, on_step)
     else:
         raise ValueError(f"mode must be 'auto', 'stepwise' or 'wrapped', got {mode!r}")
     if final == "source":  # bit for bit: the never-released pixels are the source at the schedule's end
@@ -426,13 +431,15 @@ class _DenoiserProxy:
         return getattr(self._host, name)
 
 
-def _stepwise(model, z, sigmas, extra_args, callback, sampler, options, held, renoise, noise_sampler):
+def _stepwise(model, z, sigmas, extra_args, callback, sampler, options, held, renoise, noise_sampler, on_step=None):
     """Exact Algorithm 1: re-insert the noised source, then one step of ``sampler``."""
     if noise_sampler is not None and _accepts(sampler, "noise_sampler"):
         options = {**options, "noise_sampler": noise_sampler}
     for i in range(len(sigmas) - 1):
         if i > 0:
             z = renoise(i) * held[i] + z * (1 - held[i])
+        if on_step is not None:
+            on_step(i, held[i])
         cb = None
         if callback is not None:
             cb = lambda d, i=i: callback({**d, "i": i})  # noqa: E731
@@ -442,7 +449,7 @@ def _stepwise(model, z, sigmas, extra_args, callback, sampler, options, held, re
 
 
 def _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, options, held, renoise, source, noise,
-             add_noise, noise_sampler):
+             add_noise, noise_sampler, on_step=None):
     """Multistep rule (the pack's own, not the authors': Algorithm 1 is stated for single denoising steps, and
     overwriting the state under a multistep solver would mix its stored history with a state it never produced):
     the blend enters through the denoiser, the sampler keeps its own history.
@@ -467,6 +474,8 @@ def _wrapped(model, z, sigmas, extra_args, callback, disable, sampler, options, 
         s = sigma.reshape(-1)[0] if torch.is_tensor(sigma) else sigma
         x_src = renoise(i) if torch.isclose(torch.as_tensor(float(s), dtype=sig.dtype), sig[i]) else add_noise(s, noise, source)
         x_in = x_src * held[i] + x * (1 - held[i])
+        if on_step is not None:
+            on_step(i, held[i])
         d = model(x_in, sigma, **kw)
         return d * (1 - held[i + 1]) + source * held[i + 1]
 
@@ -488,3 +497,24 @@ def owner_image(combined: torch.Tensor, owner: torch.Tensor, k: int, thr0: float
     img = rgb[owner.squeeze(1).long()].movedim(-1, 1)  # (B, 3, h, w)
     starts_from_source = (combined.double() > thr0).to(img.dtype)
     return img * (1 - starts_from_source) + 0.5 * starts_from_source
+
+
+def inpaint_inputs(pixels: torch.Tensor, released: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an inpainting checkpoint is conditioned on for one step's release: ``(masked, mask)``.
+
+    ``pixels`` (B, H, W, C) in [0, 1] is the source image, already cropped to the latent grid times the VAE ratio;
+    ``released`` (B or 1, 1, h, w) is 1 where the step hands the latent pixel to the model (``1 - held``). ``mask``
+    (B, 1, H, W) is ``released`` on the pixel grid (each latent cell's block of pixels, nearest), and ``masked`` the
+    source with the released pixels set to grey 0.5: exactly what ComfyUI's InpaintModelConditioning makes of a
+    0/1 mask, for the VAE to encode."""
+    b, H, W = pixels.shape[0], pixels.shape[1], pixels.shape[2]
+    h, w = released.shape[-2], released.shape[-1]
+    if H % h or W % w or H // h != W // w:
+        raise ValueError(f"inpaint_inputs: a {W}x{H} image does not tile a {w}x{h} latent grid")
+    r = H // h
+    mask = released.reshape(-1, 1, h, w).to(pixels.dtype).repeat_interleave(r, -2).repeat_interleave(r, -1)
+    mask = mask.expand(b, 1, H, W) if mask.shape[0] == 1 else mask
+    if mask.shape[0] != b:
+        raise ValueError(f"inpaint_inputs: {mask.shape[0]} release masks for {b} images")
+    keep = (1.0 - mask.round()).movedim(1, -1)
+    return (pixels - 0.5) * keep + 0.5, mask

@@ -62,6 +62,11 @@ MODELS = {
         "what": "FLUX.1 [dev], the guidance-distilled diffusion model (about 24 GB; a gated download: accept the licence "
                 "on its Hugging Face page first; an fp8 copy works too)",
     },
+    "flux1-fill-dev.safetensors": {
+        "url": "https://huggingface.co/black-forest-labs/FLUX.1-Fill-dev/resolve/main/flux1-fill-dev.safetensors",
+        "what": "FLUX.1 Fill [dev], the inpainting model (about 24 GB; a gated download: accept the licence on its "
+                "Hugging Face page first; an fp8 copy works too)",
+    },
     "ae.safetensors": {
         "url": "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors",
         "what": "the FLUX.1 VAE (16 latent channels, about 330 MB; gated like the model)",
@@ -164,6 +169,14 @@ ABOUT = {
         "PIXELS Progressive Sampler in SamplerCustomAdvanced. Pixels the map never releases end exactly at the "
         "source.",
         "no-exemplar-progressive-soft-inpainting-a-drop-in-for-differential-diffusion"),
+    "pixels_flux_fill_inpaint": (
+        "PIXELS soft inpainting with Flux Fill",
+        "PIXELS with no exemplar on an inpainting checkpoint (FLUX.1 Fill dev, Flux Guidance 30, 28 steps from full "
+        "noise): the drawn mask, feathered (PIXELS Map Blur 16 px), read as white = change. At every step Flux Fill's "
+        "mask and masked image are the pixels released so far (inpaint_concat = follow the release), so the feathered "
+        "edge is filled progressively; pixels the map never releases end exactly at the source. No "
+        "InpaintModelConditioning is needed.",
+        "inpainting-checkpoints-sd15-and-sdxl-inpainting-flux-fill"),
     "pixels_wan_video": (
         "PIXELS on a Wan 2.1 video clip",
         "PIXELS on a clip: 17 frames (the still source repeated: replace Repeat Image Batch by your video loader) "

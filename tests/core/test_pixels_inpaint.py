@@ -197,3 +197,56 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="one map and one noise per exemplar"):
         px.sample_pixels(model, x, sigmas, source=src, noise=noise, exemplars=[], exemplar_noises=[noise],
                          edit_maps=[emap])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_on_step_reports_each_model_call_s_held_mask(mode):
+    """``on_step`` (what makes an inpainting checkpoint's mask follow the release) is called before every model
+    evaluation with the held mask of that evaluation's step: ``map > thr_i``, the mask the state was blended with."""
+    param = P.get("eps")
+    model, src, _, noise, emap = setup("eps")
+    sigmas = sigmas_for("eps", 10)
+    n = len(sigmas) - 1
+    events, calls = [], []
+
+    def counting(x, s, **kw):
+        calls.append(len(events))
+        return model(x, s, **kw)
+
+    kw = dict(mode=mode) if mode == "stepwise" else dict(mode=mode, sampler=sample_dpmpp_2m)
+    inpaint(counting, src, noise, emap, sigmas, param, on_step=lambda i, held: events.append((i, held.clone())), **kw)
+    # one report before each model call (the sampler probe of mode "auto" is not used here)
+    assert len(calls) == n and calls == list(range(1, n + 1))
+    assert [i for i, _ in events] == list(range(n))
+    for i, held in events:
+        assert torch.equal(held, (emap.double() > px.threshold(i, n)).to(held.dtype))
+    # the release proceeds: the grey columns are held first, released later
+    assert events[0][1][..., 3:5].eq(1).all() and events[-1][1][..., 3:5].eq(0).all()
+
+
+def test_inpaint_inputs_match_inpaint_model_conditioning():
+    """The masked image and mask for one step's release, as ComfyUI's InpaintModelConditioning makes them from a 0/1
+    mask (pixels - 0.5, times 1 - mask, + 0.5), each latent cell's block of r x r pixels."""
+    g = torch.Generator().manual_seed(3)
+    pixels = torch.rand(2, 16, 24, 3, generator=g)
+    released = torch.zeros(2, 1, 2, 3)
+    released[0, 0, 0, 1] = 1
+    released[1, 0, 1, :] = 1
+    masked, mask = px.inpaint_inputs(pixels, released)
+    assert mask.shape == (2, 1, 16, 24)
+    ref_mask = torch.zeros(2, 1, 16, 24)
+    ref_mask[0, 0, 0:8, 8:16] = 1
+    ref_mask[1, 0, 8:16, :] = 1
+    assert torch.equal(mask, ref_mask)
+    ref = pixels.clone()
+    m = (1.0 - ref_mask).squeeze(1)
+    for c in range(3):
+        ref[..., c] = (ref[..., c] - 0.5) * m + 0.5
+    assert torch.equal(masked, ref)
+    assert torch.equal(masked[0, 0:8, 8:16], torch.full((8, 8, 3), 0.5)) and torch.equal(masked[0, 8:], pixels[0, 8:])
+    # one mask for a batch of images
+    masked1, mask1 = px.inpaint_inputs(pixels, released[:1])
+    assert mask1.shape == (2, 1, 16, 24) and torch.equal(mask1[1], ref_mask[0])
+    assert torch.equal(masked1[1], px.inpaint_inputs(pixels[1:], released[:1])[0][0])
+    with pytest.raises(ValueError, match="does not tile"):
+        px.inpaint_inputs(pixels[:, :15], released)

@@ -150,19 +150,20 @@ def zimage_layout(cap: int = ZIMAGE_CAP):
     return out
 
 
-def build_flux1(path) -> None:
+def build_flux1(path, in_channels: int = 16, seed: int = 1101) -> None:
+    """Flux.1 dev; ``in_channels`` 96 (latent + masked image + 64 mask channels): the Flux.1 Fill layout."""
     import torch
 
     import comfy.ops
     from comfy.ldm.flux.model import Flux, FluxParams
-    kw = dict(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096, hidden_size=HIDDEN, mlp_ratio=4.0,
+    kw = dict(in_channels=in_channels, out_channels=16, vec_in_dim=768, context_in_dim=4096, hidden_size=HIDDEN, mlp_ratio=4.0,
               num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000, patch_size=2,
               qkv_bias=True, guidance_embed=True, txt_ids_dims=[])
     fields = {f.name for f in dataclasses.fields(FluxParams)}  # 0.3.64's FluxParams has no txt_ids_dims
     with torch.device("meta"):
         net = Flux(operations=comfy.ops.disable_weight_init, **{k: v for k, v in kw.items() if k in fields})
     from tiny_models import random_state
-    save_file(random_state(net, 1101, ""), str(path))
+    save_file(random_state(net, seed, ""), str(path))
 
 
 def build_flux_ae(path) -> None:

@@ -46,11 +46,12 @@ CHECKPOINT_STAND_INS = {"sd_xl_base_1.0.safetensors": lambda nid: [  # tests/hos
 # loader): (loader, file) -> the test-only loader that reads them from the weights (tests/host/test_nodes/flux.py,
 # qwen.py) and its extra inputs; same file input, same output
 LOADER_STAND_INS = {("UNETLoader", "flux1-dev.safetensors"): ("PixelsTestTinyDiTLoader", {"family": "flux"}),
+                    ("UNETLoader", "flux1-fill-dev.safetensors"): ("PixelsTestTinyDiTLoader", {"family": "flux"}),
                     ("UNETLoader", "qwen_image_fp8_e4m3fn.safetensors"): ("PixelsTestQwenImageLoader", {}),
                     ("VAELoader", "qwen_image_vae.safetensors"): ("PixelsTestWanVAELoader", {}),
                     ("VAELoader", "wan2.1_vae_tiny.safetensors"): ("PixelsTestWanVAELoader", {})}
 # The family each workflow needs (a spec of tests/host/families/): skipped where this ComfyUI lacks it
-WORKFLOW_FAMILY = {"pixels_flux1": "flux1", "syncsde_flux1": "flux1", "pixels_sdxl": "sdxl",
+WORKFLOW_FAMILY = {"pixels_flux1": "flux1", "syncsde_flux1": "flux1", "pixels_sdxl": "sdxl", "pixels_flux_fill_inpaint": "flux1",
                    "syncsde_qwen_image": "qwen_image", "pixels_wan_video": "wan21"}
 
 

@@ -59,15 +59,19 @@ def _taesd(prefix: str, channels: int, seed: int) -> dict[str, torch.Tensor]:
     return random_state(taesd, seed, prefix)
 
 
-def build_sd15(path) -> None:
+def sd15_unet(in_channels: int = 4) -> torch.nn.Module:
+    """The tiny SD1.x UNet on the meta device (``in_channels`` 9: the SD1.5 inpainting layout)."""
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     with torch.device("meta"):
-        unet = UNetModel(image_size=32, in_channels=4, model_channels=320, out_channels=4, num_res_blocks=[1],
-                         channel_mult=[1], num_heads=8, use_spatial_transformer=True, transformer_depth=[1],
-                         transformer_depth_middle=-2, transformer_depth_output=[1, 1], context_dim=768,
-                         use_linear_in_transformer=False, operations=comfy.ops.disable_weight_init)
-    sd = random_state(unet, 1501, "model.diffusion_model.")
+        return UNetModel(image_size=32, in_channels=in_channels, model_channels=320, out_channels=4,
+                         num_res_blocks=[1], channel_mult=[1], num_heads=8, use_spatial_transformer=True,
+                         transformer_depth=[1], transformer_depth_middle=-2, transformer_depth_output=[1, 1],
+                         context_dim=768, use_linear_in_transformer=False, operations=comfy.ops.disable_weight_init)
+
+
+def build_sd15(path) -> None:
+    sd = random_state(sd15_unet(), 1501, "model.diffusion_model.")
     sd.update(_clip_l("cond_stage_model.", 1502))
     sd.update(_taesd("first_stage_model.", 4, 1503))
     save_file(sd, str(path))

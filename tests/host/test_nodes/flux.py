@@ -47,7 +47,9 @@ def _detect(sd: dict, family: str):
         model_config = md.model_config_from_unet_config(md.detect_unet_config(probe, ""), probe)
     else:
         model_config = md.model_config_from_unet_config(cfg, sd)
-    if model_config is None or type(model_config).__name__ != CONFIG_CLASS[family]:
+    import comfy.supported_models
+    # a subclass is the family's variant (Flux -> FluxInpaint for the Fill layout)
+    if model_config is None or not isinstance(model_config, getattr(comfy.supported_models, CONFIG_CLASS[family])):
         raise ValueError(f"PixelsTestTinyDiTLoader: ComfyUI's config for this file is {type(model_config).__name__}, "
                          f"not {CONFIG_CLASS[family]}")
     if family == "z_image":
