@@ -263,10 +263,13 @@ class PixelsReleaseSchedule(io.ComfyNode):
                         "sampler sees them at latent resolution (black points applied): black = released at the first "
                         "step, white = never (kept as source). Also outputs which exemplar fills each pixel at step 0 "
                         "(grey: the source) and a summary of how many latent pixels each exemplar fills. The schedule shows "
-                        "on the node itself (no Preview Image node needed).",
+                        "on the node itself (no Preview Image node needed). Without exemplars it previews the edit_map "
+                        "of progressive soft inpainting (PIXELS with no exemplar).",
             inputs=[
-                Exemplars.Input("exemplars", tooltip="The exemplars with maps you will sample with. Maps of other sizes "
-                                "are fitted to the first map's size (centre crop, then resize)."),
+                Exemplars.Input("exemplars", optional=True,
+                                tooltip="The exemplars with maps you will sample with. Maps of other sizes are fitted "
+                                        "to the first map's size (centre crop, then resize). Leave unconnected to "
+                                        "preview an edit_map for progressive soft inpainting."),
                 io.Int.Input("steps", default=40, min=1, max=10000, tooltip="Steps actually run (as in the sampler)."),
                 *_curve_inputs(),
                 io.Int.Input("downscale", default=8, min=1, max=64,
@@ -275,16 +278,24 @@ class PixelsReleaseSchedule(io.ComfyNode):
                 io.Vae.Input("vae", optional=True,
                              tooltip="The model's VAE (optional): the latent grid is then the one it encodes to, "
                                      "whatever the family (the downscale widget is ignored)."),
+                *_inpaint_inputs(noise_mask=False),
             ],
             outputs=[io.Image.Output(display_name="schedule"), io.Image.Output(display_name="owners"),
                      io.String.Output(display_name="summary")],
         )
 
     @classmethod
-    def execute(cls, exemplars, steps, curve, gamma, downscale, vae=None) -> io.NodeOutput:
-        if not exemplars:
-            raise ValueError("exemplars: connect at least one PIXELS Exemplar (K = 0 given)")
-        checked = [masks.as_mask(e["map"], f"edit_map of exemplar {k + 1}") for k, e in enumerate(exemplars)]
+    def execute(cls, steps, curve, gamma, downscale, exemplars=None, vae=None, edit_map=None,
+                map_polarity=None) -> io.NodeOutput:
+        emap = _inpaint_map(exemplars, edit_map, map_polarity, "PIXELS Release Schedule")
+        if not exemplars and emap is None:
+            raise ValueError("exemplars: connect at least one PIXELS Exemplar, or an edit_map to preview progressive "
+                             "soft inpainting (no exemplar)")
+        if not exemplars:  # K = 0: the edit_map alone, no black point (as the sampler reads it)
+            exemplars = [{"map": emap, "black_point": 0.0}]
+        k0 = emap is not None
+        checked = [masks.as_mask(e["map"], f"edit_map of exemplar {k + 1}" if not k0 else "edit_map")
+                   for k, e in enumerate(exemplars)]
         H, W = checked[0].shape[-2:]
         r = latent_ratio(vae=vae, default=downscale)
         h, w = max(1, H // r), max(1, W // r)
@@ -302,6 +313,13 @@ class PixelsReleaseSchedule(io.ComfyNode):
         counts = core.exemplar_coverage(combined, owner, len(maps), thr0)
         total = combined[:, 0].numel()
         lines = [f"{w}x{h} latent grid, {steps} steps, curve {curve}, gamma {gamma:g}"]
+        if k0:  # no exemplar: the model fills what is released, there is no owner
+            owners = torch.full_like(owners, 0.5)
+            released = total - int(core.never_released(combined, steps, curve, gamma).sum())
+            note = "" if released else "  <- NOTHING TO INPAINT: the map is white or too bright for these steps"
+            lines.append(f"no exemplar (progressive soft inpainting): {counts[0]} of {total} latent pixels released at "
+                         f"step 0, {released} ({100.0 * released / total:.1f} %) by the last step{note}")
+            counts = []
         for k, c in enumerate(counts):
             note = "" if c else "  <- NO EFFECT: no pixel is black at the first step (paint black or raise black_point)"
             lines.append(f"exemplar {k + 1}: fills {c} of {total} latent pixels ({100.0 * c / total:.1f} %) at step 0{note}")

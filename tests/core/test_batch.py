@@ -20,6 +20,8 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web  # noqa: E402
 
+from tests.core._fake_server import FakeServer  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 
 
@@ -56,7 +58,7 @@ WORKFLOW = {
 }
 
 
-class FakeComfy:
+class FakeComfy(FakeServer):
     """A ComfyUI stand-in. A prompt 'runs' for ``run_seconds`` and yields one output image whose bytes are the JSON
     of what it saw (text, seed, steps, the sha256 of each uploaded image). ``die_on=n``: the n-th prompt (1-based)
     takes the server down for good; ``hang_on=n``: the n-th never finishes; ``forget=True``: the uploads are lost
@@ -68,27 +70,7 @@ class FakeComfy:
         self.prompts, self.interrupts, self.uploads, self.finished = [], [], [], []
         self.history, self.outputs, self.running, self.sockets = {}, {}, [], collections.defaultdict(list)
         self.dead = False
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    async def _start(self):
-        app = web.Application()
-        app.router.add_get("/object_info", self.object_info)
-        app.router.add_get("/ws", self.ws)
-        app.router.add_post("/prompt", self.prompt)
-        app.router.add_get("/history/{pid}", self.get_history)
-        app.router.add_get("/queue", self.get_queue)
-        app.router.add_post("/queue", self.post_queue)
-        app.router.add_post("/interrupt", self.interrupt)
-        app.router.add_get("/view", self.view)
-        app.router.add_post("/upload/image", self.upload)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        self.site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await self.site.start()
-        self.port = self.site._server.sockets[0].getsockname()[1]
+        self.serve()
 
     async def _down(self):
         for sockets in self.sockets.values():

@@ -13,7 +13,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import threading
 import time
 
 import pytest
@@ -22,6 +21,7 @@ aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web  # noqa: E402
 
 from tests.core._client import LOAD_SAVE_INFO, load  # noqa: E402
+from tests.core._fake_server import FakeServer  # noqa: E402
 
 cc = load("comfy_client_transport_under_test")
 
@@ -37,7 +37,7 @@ def fast_client(url, **kw):
     return cc.Client(url, **kw)
 
 
-class FakeAio:
+class FakeAio(FakeServer):
     """A ComfyUI stand-in: /prompt, /ws, /history, /queue, /interrupt, /object_info, /view, /upload/image.
 
     ``script(fake, ws, n, pid)`` is the coroutine that serves the n-th websocket connection (0-based) for the prompt
@@ -50,28 +50,7 @@ class FakeAio:
         self.history_requests = 0
         self.delay = {}  # path -> seconds to sleep before answering
         self.node_errors = {}  # what /prompt answers with: outputs that failed validation (the rest still runs)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(ssl_context), self.loop).result(10)
-        scheme = "https" if ssl_context else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
-
-    async def _start(self, ssl_context):
-        app = web.Application()
-        app.router.add_get("/object_info", self.object_info)
-        app.router.add_get("/ws", self.ws)
-        app.router.add_post("/prompt", self.prompt)
-        app.router.add_get("/history/{pid}", self.get_history)
-        app.router.add_get("/queue", self.get_queue)
-        app.router.add_post("/queue", self.post_queue)
-        app.router.add_post("/interrupt", self.interrupt)
-        app.router.add_get("/view", self.view)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        self.site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=ssl_context)
-        await self.site.start()
-        self.port = self.site._server.sockets[0].getsockname()[1]
+        self.serve(ssl_context)
 
     async def restart(self, pause):
         """Stop listening for ``pause`` seconds (every request refused), then listen on the same port again."""

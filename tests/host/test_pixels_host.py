@@ -146,6 +146,26 @@ def test_release_schedule_and_map_preview_ask_the_vae_for_the_latent_grid(comfy)
     assert Image.open(io.BytesIO(comfy.download(preview))).size == (8, 8)
 
 
+def test_release_schedule_previews_a_map_without_exemplars(comfy):
+    """K = 0 (progressive soft inpainting): the schedule of the edit_map alone, in either polarity, and a white map
+    flagged in the summary."""
+    def schedule(value, right, polarity=PAPER, seed=0):
+        g = {"1": {"class_type": "PixelsTestMask", "inputs": {"value": value, "width": 8, "height": 8,
+                                                             "right_value": right, "right_fraction": 0.25}},
+             "2": {"class_type": "PixelsReleaseSchedule", "inputs": {
+                 "steps": 10 + seed, "curve": "linear", "gamma": 1.0, "downscale": 1, "edit_map": ["1", 0],
+                 "map_polarity": polarity}},
+             "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}}
+        return comfy.run(g)["3"]["text"][0]
+
+    text = schedule("1.0", "0.0")
+    assert "no exemplar (progressive soft inpainting): 16 of 64 latent pixels released at step 0, 16 (25.0 %)" in text
+    assert "kept as source (never released): 48 of 64" in text and "exemplar 1" not in text, text
+    inverted = schedule("0.0", "1.0", "white = change (inpaint / Differential Diffusion mask)", seed=1)
+    assert "16 of 64 latent pixels released at step 0" in inverted, inverted
+    assert "NOTHING TO INPAINT" in schedule("1.0", "1.0", seed=2)
+
+
 @pytest.mark.parametrize("sampler", ["euler", "euler_ancestral"])
 def test_largest_widget_seed_runs(comfy, sampler):
     g = base_graph(seed=2 ** 64 - 1)
