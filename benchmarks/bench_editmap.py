@@ -9,6 +9,8 @@ Ops timed (each row: ours, scipy, cv2 in seconds, ratio ours/scipy and ours/cv2;
   grow disk r=8    em.grow(x, 8, "disk")         vs nd.grey_dilation(footprint=disk)
                                                  vs cv2.dilate(getStructuringElement(MORPH_ELLIPSE, (17, 17)))
   grow square r=8  em.grow(x, 8, "square")       vs nd.grey_dilation(size=17) vs cv2.dilate(17x17 rect)
+  bin grow disk r8 the two grow rows on a BINARY map (float32 0/1: the square mask below), grow's uint8 path;
+  bin grow sq r8   scipy and cv2 get the same float32 0/1 array
   falloff w=32     em.falloff(m, 32) on a square mask vs nd.distance_transform_edt (the distance alone)
                                                  vs cv2.distanceTransform(DIST_L2, DIST_MASK_PRECISE) (the distance alone)
   edt              em.distance_transform(m) (uncapped) vs the same two
@@ -84,6 +86,12 @@ def cases(mod, n):
                             if cv2 else None)
     out["grow square r=8"] = (lambda: mod.grow(x, r, "square"), lambda: nd.grey_dilation(xn, size=(17, 17)),
                               (lambda: cv2.dilate(xn, np.ones((17, 17), np.uint8))) if cv2 else None)
+    mn = m[0].numpy()  # the float32 0/1 square mask: grow's binary (uint8) path; every library gets this same array
+    out["bin grow disk r8"] = (lambda: mod.grow(m, r, "disk"), lambda: nd.grey_dilation(mn, footprint=fp),
+                               (lambda: cv2.dilate(mn, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (17, 17))))
+                               if cv2 else None)
+    out["bin grow sq r8"] = (lambda: mod.grow(m, r, "square"), lambda: nd.grey_dilation(mn, size=(17, 17)),
+                             (lambda: cv2.dilate(mn, np.ones((17, 17), np.uint8))) if cv2 else None)
     cvd = (lambda: cv2.distanceTransform(outside_u8, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)) if cv2 else None
     out["falloff w=32"] = (lambda: mod.falloff(m, 32.0), lambda: nd.distance_transform_edt(outside), cvd)
     out["edt (uncapped)"] = (lambda: mod.distance_transform(mb), lambda: nd.distance_transform_edt(outside), cvd)

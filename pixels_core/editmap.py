@@ -47,7 +47,9 @@ def _check(m, name: str = "map", finite: bool = True):
     out_dtype = dtype if dtype.is_floating_point else torch.float32
     work = torch.float32 if dtype in (torch.float16, torch.bfloat16) or not dtype.is_floating_point else dtype
     x = m.to(work)
-    if finite and not bool(torch.isfinite(x).all()):
+    # a finite sum proves every value finite (NaN and inf never add up to a finite number): one cheap reduction;
+    # only a sum that is not finite (a bad value, or an overflow of huge ones) needs the elementwise check
+    if finite and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values: rebuild it (every value must be finite, maps in [0, 1])")
     squeeze = m.ndim == 2
     if squeeze:
@@ -116,6 +118,11 @@ def check_ramp(start, end):
 # Grow / shrink (grey dilation / erosion)
 # ----------------------------------------------------------------------------------------------
 
+def _lowest(dtype):
+    """The identity of ``max`` for ``dtype``: -inf for floats, the smallest value for integers (the uint8 path)."""
+    return float("-inf") if dtype.is_floating_point else torch.iinfo(dtype).min
+
+
 def _running_max(x: torch.Tensor, w: int, dim: int = -1) -> torch.Tensor:
     """Max over the window ``[i - w, i + w]`` along ``dim`` (-1 or -2), out-of-range ignored.
 
@@ -126,7 +133,7 @@ def _running_max(x: torch.Tensor, w: int, dim: int = -1) -> torch.Tensor:
     n = x.shape[dim]
     pad = list(x.shape)
     pad[dim] = n + 2 * w
-    m = x.new_full(pad, float("-inf"))
+    m = x.new_full(pad, _lowest(x.dtype))
     m.narrow(dim, w, n).copy_(x)
     s, k = 1, 2 * w + 1
     while 2 * s <= k:
@@ -157,7 +164,7 @@ def _dilate_block(x: torch.Tensor, r: int, shape: str) -> torch.Tensor:
     H = x.shape[-2]
     if shape == "square":
         return _running_max(_running_max(x, r, -1), r, -2)
-    out = x.new_full(x.shape, float("-inf"))
+    out = x.new_full(x.shape, _lowest(x.dtype))
     R, cur = x, 0
     for dy in range(r, -1, -1):
         w = math.isqrt(r * r - dy * dy)
@@ -202,12 +209,24 @@ def _dilate(x: torch.Tensor, r: int, shape: str) -> torch.Tensor:
     return out
 
 
+def _as_binary(x: torch.Tensor):
+    """``x`` as uint8 when every value is exactly 0 or 1 (a mask), else None. A grey map is usually rejected on its
+    first few thousand pixels; only a map that passes that sample is checked in full."""
+    flat = x.reshape(-1)
+    for part in (flat[:4096], flat):
+        u = part.to(torch.uint8)  # (0 and 1 convert exactly; anything else does not round-trip)
+        if not torch.equal(u.to(x.dtype), part):
+            return None
+    return u.reshape(x.shape)
+
+
 def grow(m: torch.Tensor, pixels: int, shape: str = "disk") -> torch.Tensor:
     """Grow (``pixels`` > 0, grey dilation) or shrink (``pixels`` < 0, grey erosion) a map by ``|pixels|``.
 
     Footprint: ``disk`` = all offsets with ``dx^2 + dy^2 <= r^2`` (round growth), ``square`` = ``(2r+1) x (2r+1)``.
     Equals ``scipy.ndimage.grey_dilation``/``grey_erosion(footprint=...)`` (its default reflect border gives the same
-    result as ignoring outside pixels for these symmetric footprints). White grows on dilation.
+    result as ignoring outside pixels for these symmetric footprints). White grows on dilation. A map whose values
+    are all exactly 0 or 1 (a mask) is dilated as uint8 on the CPU: the same max operations, a quarter of the memory.
     """
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
@@ -217,6 +236,10 @@ def grow(m: torch.Tensor, pixels: int, shape: str = "disk") -> torch.Tensor:
     r = abs(int(pixels))
     if r == 0:
         return restore(x)
+    u = _as_binary(x) if x.device.type == "cpu" else None
+    if u is not None:  # a 0/1 mask: the same max ops on bytes (4x less memory traffic), exact
+        y = _dilate(u, r, shape) if pixels > 0 else 1 - _dilate(1 - u, r, shape)
+        return restore(y.to(x.dtype))
     y = _dilate(x, r, shape) if pixels > 0 else -_dilate(-x, r, shape)
     return restore(y)
 
@@ -243,6 +266,8 @@ def _reflect_index(n: int, lo: int, hi: int, device) -> torch.Tensor:
 FFT_RADIUS = 128
 # smallest output block of the banded matmul (a multiple of 8)
 _BAND_MIN = 64
+# smallest window step of the row pass of the blocked CPU blur (measured: 32 beats 16 and 64 at sigma 2)
+_ROW_BAND_MIN = 32
 
 
 def _reflect_pad(x: torch.Tensor, dim: int, left: int, right: int) -> torch.Tensor:
@@ -315,8 +340,11 @@ def blur(m: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
 def _blur2d(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Both passes of :func:`blur`. On the CPU, for maps much taller than the kernel, in blocks of ``b`` output rows:
     the rows of a block and their ``r`` reflected neighbours are blurred along the rows, then the block's ``b``
-    output rows are one ``(b, b + 2r)`` banded matmul down the columns (the work stays in cache; the sums are the
-    same ones in the same order as the unblocked passes)."""
+    output rows are one ``(b, b + 2r)`` banded matmul down the columns (the work stays in cache; the same products
+    as the unblocked passes, summed by the GEMM in its own order). Each padded row is blurred along the rows once:
+    the ``2r`` rows a block shares with the next one are kept, not recomputed (at sigma 8 that halves the row pass),
+    and the new rows' windows of ``c + 2r`` columns are one GEMM with a ``(c + 2r, c)`` band (``c`` = 32 at small
+    sigma: fewer multiplications by zero than the 64-wide band of :func:`_blur_axis`)."""
     B, H, W = x.shape
     r = (k.numel() - 1) // 2
     b = min(max(_BAND_MIN, 2 * r), -(-H // 8) * 8)
@@ -325,11 +353,24 @@ def _blur2d(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     xp = _reflect_pad(x, -2, r, r)
     d = torch.arange(b + 2 * r)[:, None] - torch.arange(b)[None]
     Kt = torch.where((d >= 0) & (d <= 2 * r), k[d.clamp(0, 2 * r)], k.new_zeros(())).to(x.dtype).t().contiguous()
+    # the row pass: the map padded along the rows too, cut into windows of c + 2r samples every c (a multiple of 8)
+    c = min(-(-max(_ROW_BAND_MIN, 2 * r) // 8) * 8, -(-W // 8) * 8)
+    nc = -(-W // c)
+    xp = _reflect_pad(xp, -1, r, nc * c + r - W)
+    dc = torch.arange(c + 2 * r)[:, None] - torch.arange(c)[None]
+    Kc = torch.where((dc >= 0) & (dc <= 2 * r), k[dc.clamp(0, 2 * r)], k.new_zeros(())).to(x.dtype)
     out = torch.empty_like(x)
+    rows = x.new_empty(B, b + 2 * r, W)  # row-blurred padded rows i0 .. i0 + h + 2r of the current block
     for i0 in range(0, H, b):
         h = min(b, H - i0)
-        rows = _blur_axis(xp[:, i0:i0 + h + 2 * r], k, -1)  # (B, h + 2r, W)
-        torch.matmul(Kt[:h, :h + 2 * r], rows, out=out[:, i0:i0 + h])
+        lo = 0
+        if i0:  # the previous block's last 2r rows are this block's first 2r: keep them, blur only the new rows
+            rows[:, :2 * r].copy_(rows[:, b:b + 2 * r])  # (b >= 2r: the two ranges do not overlap)
+            lo = 2 * r
+        win = xp[:, i0 + lo:i0 + h + 2 * r].unfold(-1, c + 2 * r, c)  # (B, n, nc, c + 2r)
+        n = win.shape[1]  # one GEMM of all windows of the new rows (a small block: in cache)
+        rows[:, lo:h + 2 * r] = (win.reshape(-1, c + 2 * r) @ Kc).view(B, n, nc * c)[..., :W]
+        torch.matmul(Kt[:h, :h + 2 * r], rows[:, :h + 2 * r], out=out[:, i0:i0 + h])
     return out
 
 
@@ -599,6 +640,12 @@ def distance_transform(mask: torch.Tensor, max_distance: float | None = None) ->
     block (blocks already beyond the cap are skipped). The row scan costs O(W x largest distance): cheap under a cap
     (falloff), slow for uncapped distances across large empty areas.
     """
+    return _distance(mask, max_distance, torch.float64)
+
+
+def _distance(mask: torch.Tensor, max_distance, dtype) -> torch.Tensor:
+    """:func:`distance_transform` returned in ``dtype`` (falloff: its map's dtype, no float64 round trip on a float32
+    map). The squared distances are exact integers either way; only the square root is rounded, once, in ``dtype``."""
     if mask.ndim != 3:
         raise ValueError(f"distance_transform: expected (B, H, W), got {tuple(mask.shape)}")
     f = ~mask.bool()  # feature pixels (distance 0)
@@ -630,10 +677,9 @@ def distance_transform(mask: torch.Tensor, max_distance: float | None = None) ->
             continue
         for i0 in range(0, H, rows):
             d2[b, i0:i0 + rows] = _row_pass(g2[b, i0:i0 + rows], cap2)
-    d2 = d2.reshape(B, H, W).double()
-    dist = torch.sqrt(d2)
+    dist = torch.sqrt(d2.reshape(B, H, W).to(dtype))  # (the square root of an exact integer, correctly rounded)
     if max_distance is not None:
-        dist = dist.clamp(max=float(max_distance))
+        dist = dist.clamp_(max=float(max_distance))
     return dist
 
 
@@ -668,12 +714,13 @@ def falloff(mask: torch.Tensor, width: float, side: str = "outside", curve: str 
     if width == 0.0:
         return restore(inside.to(x.dtype))
     cap = width + 1.0
+    dt = x.dtype
     if side == "outside":
-        t = 1.0 - distance_transform(~inside, cap) / width
+        t = 1.0 - _distance(~inside, cap, dt) / width
     elif side == "inside":
-        t = distance_transform(inside, cap) / width
+        t = _distance(inside, cap, dt) / width
     else:
-        s = torch.where(inside, 0.5 - distance_transform(inside, cap), distance_transform(~inside, cap) - 0.5)
+        s = torch.where(inside, 0.5 - _distance(inside, cap, dt), _distance(~inside, cap, dt) - 0.5)
         t = 0.5 - s / width
     v = _shape_curve(t.clamp(0, 1), curve)
     return restore(v.to(x.dtype))

@@ -417,3 +417,33 @@ def test_blur_in_row_blocks_matches_scipy(sigma, band, monkeypatch):
         x32 = x.float()
         ref32 = per_map(lambda a: nd.gaussian_filter(a.astype(np.float64), sigma, mode="reflect", truncate=4.0), x32)
         assert np.abs(em.blur(x32, sigma).numpy() - ref32).max() < 1e-5
+
+
+@needs_scipy
+@pytest.mark.parametrize("shape", ["disk", "square"])
+@pytest.mark.parametrize("r", [1, 3, 8])
+def test_grow_binary_fast_path_matches_general_path_and_scipy(shape, r, monkeypatch):
+    # 0/1 maps take the uint8 path: it must equal the float path and scipy (edges, all-0/all-1, odd shapes, batch)
+    fp = disk(r) if shape == "disk" else np.ones((2 * r + 1, 2 * r + 1), bool)
+    maps = [(rand(3, 37, 23, seed=r) > 0.9).double(), (rand(2, 70, 91, seed=r + 1) > 0.4).float(),
+            torch.zeros(1, 9, 5), torch.ones(2, 5, 11, dtype=torch.float64)]
+    edge = torch.zeros(1, 17, 13)
+    edge[0, 0, :] = 1
+    edge[0, :, -1] = 1
+    maps.append(edge)
+    for x in maps:
+        assert em._as_binary(em._check(x)[0]) is not None
+        for p in (r, -r):
+            fast = em.grow(x, p, shape)
+            with monkeypatch.context() as mp:
+                mp.setattr(em, "_as_binary", lambda x: None)
+                general = em.grow(x, p, shape)
+            op = nd.grey_dilation if p > 0 else nd.grey_erosion
+            assert fast.dtype == x.dtype and torch.equal(fast, general)
+            assert np.array_equal(fast.numpy(), per_map(lambda a: op(a, footprint=fp), x))
+    assert em._as_binary(torch.tensor([[[0.0, 1.0, 0.5]]])) is None
+    assert em._as_binary(torch.tensor([[[0.0, 1.0, 2.0, -1.0]]])) is None
+    late = torch.zeros(1, 100, 100)
+    late[0, -1, -1] = 0.25  # binary in the first 4096 pixels only: the full check rejects it
+    assert em._as_binary(late) is None
+    assert torch.equal(em.grow(late, 2, "square")[0, -3:, -3:], torch.full((3, 3), 0.25))
