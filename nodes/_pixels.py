@@ -57,14 +57,20 @@ def inpaint_map_to_paper(mask: torch.Tensor, polarity: str) -> torch.Tensor:
 
 # How an inpainting checkpoint's concat conditioning (mask + masked image) is treated (the pack's own rule, beyond
 # the paper): re-made each step for the pixels that step releases, or left as the conditioning made it.
-INPAINT_CONCAT = ["follow the release (per step)", "as conditioned (fixed)"]
+INPAINT_CONCAT = ["follow the release (per step)", "as conditioned (fixed)",
+                  "follow the release, blended latents (faster)"]
+FOLLOWS = (INPAINT_CONCAT[0], INPAINT_CONCAT[2])
 INPAINT_CONCAT_TIP = ("For inpainting checkpoints (SD1.5 / SD2 / SDXL inpainting UNets, Flux Fill), which see a mask "
                       "and the masked image besides the latent. 'follow the release' (default): at every step the "
                       "mask is exactly the pixels PIXELS has released so far and the masked image is the source "
                       "with those pixels greyed out (as InpaintModelConditioning would make them, VAE-encoded once "
                       "per distinct mask), so the model fills what is released and sees the rest as the source. "
                       "'as conditioned': the mask and image your conditioning carries (e.g. from "
-                      "InpaintModelConditioning) stay fixed for all steps. Ignored for other models.")
+                      "InpaintModelConditioning) stay fixed for all steps. 'blended latents': the same mask, but "
+                      "the masked image's latent is blended per latent cell from two encodes (the source, and the "
+                      "source all grey) instead of one encode per distinct mask: much cheaper on SD1.5/SDXL (a VAE "
+                      "encode costs about a UNet step there), approximate at the edge of the released region. "
+                      "Ignored for other models.")
 
 
 def inpaint_checkpoint(base) -> bool:
@@ -95,23 +101,35 @@ class ConcatFollower:
     [image, 8x8-packed mask] both come out as ComfyUI builds them). ``wrap`` installs a ``model_function_wrapper``
     that swaps ``c_concat`` in (around any wrapper the model already has)."""
 
-    def __init__(self, base, vae, pixels: torch.Tensor, latent_shape):
+    def __init__(self, base, vae, pixels: torch.Tensor, latent_shape, blend: bool = False):
         self.base, self.vae, self.pixels, self.shape = base, vae, pixels, tuple(latent_shape)
+        self.blend = blend  # the masked image's latent blended per cell from the source's and the all-grey encode
+        self.ends = None
         self.released = None
         self.concat = None
         self.encodes = 0
+
+    def _latent(self, released):
+        if not self.blend:
+            self.encodes += 1
+            return self.vae.encode(core.inpaint_inputs(self.pixels, released)[0])
+        if self.ends is None:  # the two ends, with InpaintModelConditioning's arithmetic: nothing and all released
+            self.ends = [self.vae.encode(core.inpaint_inputs(self.pixels, torch.full_like(released, v))[0]).float()
+                         for v in (0.0, 1.0)]
+            self.encodes += 2
+        keep, grey = self.ends
+        return torch.lerp(keep, grey, released.to(keep.device, keep.dtype))
 
     def on_step(self, i, held):
         released = (1.0 - held).float().cpu()
         if self.released is not None and torch.equal(self.released, released):
             return
-        masked, mask = core.inpaint_inputs(self.pixels, released)
-        latent = self.vae.encode(masked)
+        mask = core.inpaint_inputs(self.pixels, released)[1]
+        latent = self._latent(released)
         noise = torch.zeros(self.shape)
         self.concat = self.base.concat_cond(noise=noise, concat_latent_image=latent, concat_mask=mask,
                                             device=torch.device("cpu"))
         self.released = released
-        self.encodes += 1
 
     def wrap(self, model_options: dict) -> dict:
         prev = model_options.get("model_function_wrapper")
@@ -242,8 +260,9 @@ def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source"
                                  "white = change), or connect PIXELS Exemplar nodes to exemplars")
             maps.append(m.to(x.device, x.dtype))
         follower = None
-        if inpaint_concat == INPAINT_CONCAT[0] and frames is None and inpaint_checkpoint(base):
-            follower = ConcatFollower(base, vae, _source_pixels(base, vae, source, source_pixels), source.shape)
+        if inpaint_concat in FOLLOWS and frames is None and inpaint_checkpoint(base):
+            follower = ConcatFollower(base, vae, _source_pixels(base, vae, source, source_pixels), source.shape,
+                                      blend=inpaint_concat == INPAINT_CONCAT[2])
             extra_args = dict(extra_args or {})
             extra_args["model_options"] = follower.wrap(extra_args.get("model_options") or {})
         noise_sampler = pxnoise.ItemNoiseSampler(noise, seed, "pixels ancestral")
@@ -253,8 +272,8 @@ def make_sampler(inner, encoded, curve: str, gamma: float, final: str = "source"
                                noise_sampler=noise_sampler, final=final, map_name=name, map_hint=hint,
                                on_step=None if follower is None else follower.on_step)
         if follower is not None:
-            logging.info("PIXELS: inpainting model (%s): its mask and masked image followed the release (%d distinct "
-                         "masks, one VAE encode each)", type(base).__name__, follower.encodes)
+            logging.info("PIXELS: inpainting model (%s): its mask and masked image followed the release (%d VAE "
+                         "encodes)", type(base).__name__, follower.encodes)
             if record is not None:
                 record["concat_encodes"] = follower.encodes
         if record is not None:

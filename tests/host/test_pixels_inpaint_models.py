@@ -21,6 +21,7 @@ from tests.host.test_families import load_families
 
 PAPER = "white keeps source (paper)"
 FOLLOW, FIXED = "follow the release (per step)", "as conditioned (fixed)"
+BLEND = "follow the release, blended latents (faster)"
 PROMPTS = {"src": "a red house on a green meadow", "tgt": "a red house on a snowy meadow", "neg": "blurry"}
 STEPS = 8
 SPEC = {f["id"]: f for f in load_families()}
@@ -76,8 +77,10 @@ def graph(fam: dict, seed: int) -> dict:
     g["8"] = {"class_type": "MaskComposite", "inputs": {"destination": ["6", 0], "source": ["7", 0], "x": 0, "y": 0,
                                                        "operation": "multiply"}}
     # the two released regions (white = inpaint), as a user would paint them for InpaintModelConditioning
-    for nid, fraction in (("a", 0.375), ("b", 0.625)):
-        g[f"m{nid}"] = mask("0.0", "1.0", fraction)
+    # a, b: the two released regions; z, o: nothing and everything released (the ends the blended mode mixes)
+    for nid, (left, right, fraction) in {"a": ("0.0", "1.0", 0.375), "b": ("0.0", "1.0", 0.625),
+                                         "z": ("0.0", "0.0", 0.5), "o": ("1.0", "1.0", 0.5)}.items():
+        g[f"m{nid}"] = mask(left, right, fraction)
         g[f"c{nid}"] = {"class_type": "InpaintModelConditioning", "inputs": {
             "positive": cond["src"], "negative": cond["neg"], "vae": vae, "pixels": ["1", 0], "mask": [f"m{nid}", 0],
             "noise_mask": False}}
@@ -104,6 +107,7 @@ def graph(fam: dict, seed: int) -> dict:
     edit("follow", cond["src"], cond["neg"], FOLLOW)
     edit("fixed", ["cb", 0], ["cb", 1], FIXED)  # InpaintModelConditioning of the wider region, kept as it is
     edit("exemplar", cond["src"], cond["neg"], FOLLOW, exemplar=True)  # K = 1: the same map's release
+    edit("blend", cond["src"], cond["neg"], BLEND)
     return g
 
 
@@ -121,8 +125,9 @@ def skip_missing(comfy, fam):
 @pytest.mark.parametrize("fam", PARAMS)
 def test_concat_follows_the_release(comfy, fam):
     skip_missing(comfy, fam)
-    src, ref_a, ref_b, follow, fixed, with_exemplar, edit = run(comfy, graph(fam, seed=9301), "4", "ras", "rbs",
-                                                                "dfollows", "dfixeds", "dexemplars", "efollows")
+    src, ref_a, ref_b, ref_z, ref_o, follow, fixed, with_exemplar, blend, edit = run(
+        comfy, graph(fam, seed=9301), "4", "ras", "rbs", "rzs", "ros", "dfollows", "dfixeds", "dexemplars", "dblends",
+        "efollows")
     # with an exemplar the map's release is the same, so are the concats (the exemplar enters through the latent)
     assert torch.equal(with_exemplar, follow)
     calls = follow.shape[0]
@@ -143,6 +148,15 @@ def test_concat_follows_the_release(comfy, fam):
     # 'as conditioned': the conditioning's own concat at every call
     for i in range(fixed.shape[0]):
         assert float((fixed[i, :ref_b.shape[0]] - ref_b).abs().max() / scale) < 1e-5
+    # 'blended latents': the same masks; the image channels mix the two ends per latent cell (the references' latent
+    # scaling is affine, so the blend of the references is the reference of the blend)
+    n = ref_a.shape[0]
+    for i in range(blend.shape[0]):
+        released = torch.zeros_like(ref_a[:, :1])
+        released[..., 8 - (3 if i < STEPS // 2 else 5):] = 1
+        want = torch.lerp(ref_z[:, im], ref_o[:, im], released)
+        assert torch.equal(blend[i, :n, ms], (ref_a if i < STEPS // 2 else ref_b)[:, ms]), f"step {i}: mask"
+        assert float((blend[i, :n, im] - want).abs().max() / scale) < 1e-5, f"step {i}: blended image"
     # the real tiny network ran on it: white-kept cells are the source, the result is finite
     assert torch.isfinite(edit).all()
     assert float((edit[..., :3] - src[..., :3]).abs().max()) < 1e-5 * float(src.abs().max())
