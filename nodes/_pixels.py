@@ -102,17 +102,18 @@ class ConcatFollower:
     that swaps ``c_concat`` in (around any wrapper the model already has)."""
 
     def __init__(self, base, vae, pixels: torch.Tensor, latent_shape, blend: bool = False):
-        self.base, self.vae, self.pixels, self.shape = base, vae, pixels, tuple(latent_shape)
+        self.base, self.vae, self.pixels = base, vae, pixels
+        self.noise = torch.zeros(tuple(latent_shape))  # concat_cond reads only its shape
         self.blend = blend  # the masked image's latent blended per cell from the source's and the all-grey encode
         self.ends = None
         self.released = None
         self.concat = None
         self.encodes = 0
 
-    def _latent(self, released):
+    def _latent(self, masked, released):
         if not self.blend:
             self.encodes += 1
-            return self.vae.encode(core.inpaint_inputs(self.pixels, released)[0])
+            return self.vae.encode(masked)
         if self.ends is None:  # the two ends, with InpaintModelConditioning's arithmetic: nothing and all released
             self.ends = [self.vae.encode(core.inpaint_inputs(self.pixels, torch.full_like(released, v))[0]).float()
                          for v in (0.0, 1.0)]
@@ -124,11 +125,9 @@ class ConcatFollower:
         released = (1.0 - held).float().cpu()
         if self.released is not None and torch.equal(self.released, released):
             return
-        mask = core.inpaint_inputs(self.pixels, released)[1]
-        latent = self._latent(released)
-        noise = torch.zeros(self.shape)
-        self.concat = self.base.concat_cond(noise=noise, concat_latent_image=latent, concat_mask=mask,
-                                            device=torch.device("cpu"))
+        masked, mask = core.inpaint_inputs(self.pixels, released)
+        self.concat = self.base.concat_cond(noise=self.noise, concat_latent_image=self._latent(masked, released),
+                                            concat_mask=mask, device=torch.device("cpu"))
         self.released = released
 
     def wrap(self, model_options: dict) -> dict:

@@ -319,10 +319,11 @@ class PixelsReleaseSchedule(io.ComfyNode):
             note = "" if released else "  <- NOTHING TO INPAINT: the map is white or too bright for these steps"
             lines.append(f"no exemplar (progressive soft inpainting): {counts[0]} of {total} latent pixels released at "
                          f"step 0, {released} ({100.0 * released / total:.1f} %) by the last step{note}")
-            counts = []
-        for k, c in enumerate(counts):
-            note = "" if c else "  <- NO EFFECT: no pixel is black at the first step (paint black or raise black_point)"
-            lines.append(f"exemplar {k + 1}: fills {c} of {total} latent pixels ({100.0 * c / total:.1f} %) at step 0{note}")
+        else:
+            for k, c in enumerate(counts):
+                note = "" if c else "  <- NO EFFECT: no pixel is black at the first step (paint black or raise black_point)"
+                lines.append(f"exemplar {k + 1}: fills {c} of {total} latent pixels ({100.0 * c / total:.1f} %) at "
+                             f"step 0{note}")
         kept = int(core.never_released(combined, steps, curve, gamma).sum())
         lines.append(f"kept as source (never released): {kept} of {total} ({100.0 * kept / total:.1f} %)")
         up = lambda t: comfy.utils.common_upscale(t, W, H, "nearest-exact", "disabled").movedim(1, -1)  # noqa: E731

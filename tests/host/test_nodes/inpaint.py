@@ -50,10 +50,9 @@ class PixelsTestConcatDump:
     CATEGORY = "PIXELS/testing"
 
     def dump(self, samples, name):
-        calls = RECORDS.pop(name, [])
+        calls, RECORDS[name] = RECORDS.get(name, []), []
         if not calls or any(c is None for _, c in calls):
             raise ValueError(f"PixelsTestConcatDump: no c_concat recorded for {name!r} ({len(calls)} calls)")
-        RECORDS[name] = []
         return ({"samples": torch.tensor([s for s, _ in calls])}, {"samples": torch.stack([c for _, c in calls])})
 
 
